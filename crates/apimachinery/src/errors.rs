@@ -69,11 +69,33 @@ pub struct FieldError {
     pub field: String,
     pub bad_value: Option<Value>,
     pub detail: String,
+    /// How upstream prints the bad value when it is a Go struct or map (`%#v`), e.g.
+    /// `map[string]string{"app":"x"}`; `None` renders `bad_value` itself. Set with
+    /// [`FieldError::rendered_as`]; the JSON `bad_value` stays for machine use.
+    pub rendered_value: Option<String>,
 }
 
 impl FieldError {
     pub fn new(kind: FieldErrorKind, field: impl Into<String>, bad_value: Option<Value>, detail: impl Into<String>) -> Self {
-        FieldError { kind, field: field.into(), bad_value, detail: detail.into() }
+        FieldError { kind, field: field.into(), bad_value, detail: detail.into(), rendered_value: None }
+    }
+    /// `Not found: "x"`, e.g. a volume mount naming no volume.
+    pub fn not_found(field: impl Into<String>, value: impl Into<Value>) -> Self {
+        Self::new(FieldErrorKind::NotFound, field, Some(value.into()), "")
+    }
+    /// `Too long: must have at most N bytes`.
+    pub fn too_long(field: impl Into<String>, max_bytes: usize) -> Self {
+        Self::new(FieldErrorKind::TooLong, field, None, format!("must have at most {max_bytes} bytes"))
+    }
+    /// Replaces the printed bad value with upstream's Go rendering of it (see `rendered_value`).
+    pub fn rendered_as(mut self, go_syntax: impl Into<String>) -> Self {
+        self.rendered_value = Some(go_syntax.into());
+        self
+    }
+    /// Replaces the detail, for the few upstream errors that add one after the fact.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
     }
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(FieldErrorKind::Required, field, None, detail)
@@ -85,7 +107,7 @@ impl FieldError {
         Self::new(FieldErrorKind::Duplicate, field, Some(value.into()), "")
     }
     pub fn not_supported(field: impl Into<String>, value: impl Into<Value>, supported: &[&str]) -> Self {
-        let list = supported.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+        let list = supported.iter().map(|s| go_quote(s)).collect::<Vec<_>>().join(", ");
         Self::new(FieldErrorKind::NotSupported, field, Some(value.into()), format!("supported values: {list}"))
     }
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
@@ -97,7 +119,10 @@ impl FieldError {
         let mut s = self.kind.phrase().to_string();
         if self.kind.shows_value() {
             s.push_str(": ");
-            s.push_str(&render_bad_value(self.bad_value.as_ref()));
+            match &self.rendered_value {
+                Some(rendered) => s.push_str(rendered),
+                None => s.push_str(&render_bad_value(self.bad_value.as_ref())),
+            }
         }
         if !self.detail.is_empty() {
             s.push_str(": ");
@@ -116,9 +141,41 @@ impl FieldError {
 fn render_bad_value(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => "null".to_string(),
-        Some(Value::String(s)) => format!("{s:?}"),
+        Some(Value::String(s)) => go_quote(s),
         Some(other) => other.to_string(),
     }
+}
+
+/// Go's `strconv.Quote`: the quoting upstream uses for strings in messages (`%q`). Differs from
+/// Rust's `{:?}` for control characters (`\x01` rather than `\u{1}`).
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => {
+                let n = c as u32;
+                if n <= 0xffff {
+                    out.push_str(&format!("\\u{n:04x}"));
+                } else {
+                    out.push_str(&format!("\\U{n:08x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// A failed API call, ready to be sent as a `Status`.

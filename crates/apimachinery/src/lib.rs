@@ -5,3 +5,10 @@
 pub mod errors;
 
 pub use errors::{ApiError, FieldError, FieldErrorKind};
+pub mod defaults;
+pub mod gosyntax;
+pub mod names;
+pub mod selectors;
+pub mod validation;
+
+mod access;
