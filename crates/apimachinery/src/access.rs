@@ -26,26 +26,36 @@ pub(crate) fn bool_at(v: &Value, key: &str) -> bool {
 
 /// The array at `key`, empty when absent or not an array.
 pub(crate) fn array_at<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 /// Follows object keys; `None` as soon as one is missing or not an object.
 pub(crate) fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |cur, key| cur.as_object()?.get(*key))
+    path.iter()
+        .try_fold(v, |cur, key| cur.as_object()?.get(*key))
 }
 
 /// A `map[string]string` field: `None` when absent or null (Go's nil map), otherwise the string
 /// entries (entries of other types are skipped; decoding rejects them).
 pub(crate) fn string_map(v: Option<&Value>) -> Option<Vec<(String, String)>> {
     let obj = v?.as_object()?;
-    Some(obj.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
+    Some(
+        obj.iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+            .collect(),
+    )
 }
 
 /// The object at `key` inside `v`, created (replacing a non-object) when absent.
 /// Returns `None` only when `v` itself is not an object.
 pub(crate) fn object_entry<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {
     let map = v.as_object_mut()?;
-    let slot = map.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
+    let slot = map
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
     if !slot.is_object() {
         return None;
     }
@@ -67,7 +77,11 @@ pub(crate) fn set_default(map: &mut Map<String, Value>, key: &str, value: Value)
 
 /// `spec.ports[0]` style path building, mirroring `field.Path`.
 pub(crate) fn child(path: &str, name: &str) -> String {
-    if path.is_empty() { name.to_string() } else { format!("{path}.{name}") }
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
 }
 
 pub(crate) fn index(path: &str, i: usize) -> String {

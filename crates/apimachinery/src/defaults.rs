@@ -51,11 +51,16 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
 /// `metadata.generation` starts at 1 for controllers, Services get their IP family fields.
 /// Run after [`apply_defaults`] on create only.
 pub fn prepare_for_create(group: &str, kind: &str, obj: &mut Value) {
-    let Some(map) = obj.as_object_mut() else { return };
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
     match (group, kind) {
         ("", "Pod") => {
             let qos = pod_qos_class(map.get("spec").unwrap_or(&Value::Null));
-            map.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
+            map.insert(
+                "status".into(),
+                json!({"phase": "Pending", "qosClass": qos}),
+            );
         }
         ("", "Namespace") => {
             map.insert("status".into(), json!({"phase": "Active"}));
@@ -83,7 +88,10 @@ pub fn prepare_for_create(group: &str, kind: &str, obj: &mut Value) {
                 && let Some(meta) = object_entry(obj, "metadata")
                 && let Some(annotations) = object_entry_in(meta, "annotations")
             {
-                annotations.insert("deprecated.daemonset.template.generation".into(), json!("1"));
+                annotations.insert(
+                    "deprecated.daemonset.template.generation".into(),
+                    json!("1"),
+                );
             }
         }
         _ => {}
@@ -99,8 +107,10 @@ pub fn prepare_for_update(group: &str, kind: &str, new: &mut Value, old: &Value)
     }
     let keeps_status = matches!(
         (group, kind),
-        ("", "Pod" | "Service" | "Namespace" | "Node" | "ReplicationController")
-            | ("apps", "Deployment" | "ReplicaSet" | "DaemonSet")
+        (
+            "",
+            "Pod" | "Service" | "Namespace" | "Node" | "ReplicationController"
+        ) | ("apps", "Deployment" | "ReplicaSet" | "DaemonSet")
     );
     if keeps_status && let Some(map) = new.as_object_mut() {
         match old.get("status") {
@@ -110,9 +120,15 @@ pub fn prepare_for_update(group: &str, kind: &str, new: &mut Value, old: &Value)
     }
     match (group, kind) {
         ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") | ("", "ReplicationController") => {
-            let old_generation = at(old, &["metadata", "generation"]).and_then(Value::as_i64).unwrap_or(0);
+            let old_generation = at(old, &["metadata", "generation"])
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             let spec_changed = new.get("spec") != old.get("spec");
-            let generation = if spec_changed { old_generation.saturating_add(1) } else { old_generation };
+            let generation = if spec_changed {
+                old_generation.saturating_add(1)
+            } else {
+                old_generation
+            };
             if let Some(meta) = object_entry(new, "metadata") {
                 meta.insert("generation".into(), json!(generation));
             }
@@ -121,10 +137,17 @@ pub fn prepare_for_update(group: &str, kind: &str, new: &mut Value, old: &Value)
                 && let Some(meta) = object_entry(new, "metadata")
                 && let Some(annotations) = object_entry_in(meta, "annotations")
             {
-                let old_template_generation = at(old, &["metadata", "annotations", "deprecated.daemonset.template.generation"])
-                    .and_then(Value::as_str)
-                    .and_then(|s| s.parse::<i64>().ok())
-                    .unwrap_or(0);
+                let old_template_generation = at(
+                    old,
+                    &[
+                        "metadata",
+                        "annotations",
+                        "deprecated.daemonset.template.generation",
+                    ],
+                )
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse::<i64>().ok())
+                .unwrap_or(0);
                 annotations.insert(
                     "deprecated.daemonset.template.generation".into(),
                     json!(old_template_generation.saturating_add(1).to_string()),
@@ -156,12 +179,25 @@ pub fn prepare_for_update(group: &str, kind: &str, new: &mut Value, old: &Value)
 /// DefaultTolerationSeconds (tolerate not-ready/unreachable for 300 s). Errors are the 403s
 /// those plugins answer with.
 pub fn pod_admission_defaults(pod: &mut Value) -> Result<(), ApiError> {
-    let name = at(pod, &["metadata", "name"]).and_then(Value::as_str).unwrap_or("").to_string();
-    let is_mirror = at(pod, &["metadata", "annotations", "kubernetes.io/config.mirror"]).is_some();
-    let Some(spec) = object_entry(pod, "spec") else { return Ok(()) };
+    let name = at(pod, &["metadata", "name"])
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let is_mirror = at(
+        pod,
+        &["metadata", "annotations", "kubernetes.io/config.mirror"],
+    )
+    .is_some();
+    let Some(spec) = object_entry(pod, "spec") else {
+        return Ok(());
+    };
 
     if !is_mirror {
-        let account = match spec.get("serviceAccountName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        let account = match spec
+            .get("serviceAccountName")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
             Some(s) => s.to_string(),
             None => spec
                 .get("serviceAccount")
@@ -174,7 +210,11 @@ pub fn pod_admission_defaults(pod: &mut Value) -> Result<(), ApiError> {
         spec.insert("serviceAccount".into(), json!(account));
     }
 
-    let class = spec.get("priorityClassName").and_then(Value::as_str).unwrap_or("").to_string();
+    let class = spec
+        .get("priorityClassName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let priority: i64 = match class.as_str() {
         "" => 0,
         "system-cluster-critical" => 2_000_000_000,
@@ -216,7 +256,10 @@ pub fn pod_admission_defaults(pod: &mut Value) -> Result<(), ApiError> {
         };
         let not_ready = !tolerates("node.kubernetes.io/not-ready");
         let unreachable = !tolerates("node.kubernetes.io/unreachable");
-        for (missing, key) in [(not_ready, "node.kubernetes.io/not-ready"), (unreachable, "node.kubernetes.io/unreachable")] {
+        for (missing, key) in [
+            (not_ready, "node.kubernetes.io/not-ready"),
+            (unreachable, "node.kubernetes.io/unreachable"),
+        ] {
             if missing {
                 list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
             }
@@ -227,14 +270,17 @@ pub fn pod_admission_defaults(pod: &mut Value) -> Result<(), ApiError> {
 
 /// TaintNodesByCondition on Node create: a new node is not ready until its kubelet says so.
 pub fn node_admission_defaults(node: &mut Value) {
-    let Some(spec) = object_entry(node, "spec") else { return };
+    let Some(spec) = object_entry(node, "spec") else {
+        return;
+    };
     let taints = spec.entry("taints").or_insert_with(|| json!([]));
     if taints.is_null() {
         *taints = json!([]);
     }
     if let Some(list) = taints.as_array_mut() {
         let present = list.iter().any(|t| {
-            str_or_empty(t, "key") == "node.kubernetes.io/not-ready" && str_or_empty(t, "effect") == "NoSchedule"
+            str_or_empty(t, "key") == "node.kubernetes.io/not-ready"
+                && str_or_empty(t, "effect") == "NoSchedule"
         });
         if !present {
             list.push(json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}));
@@ -273,14 +319,20 @@ fn parse_image_tag(image: &str) -> Option<ImageTag> {
     }
     let last_slash = name_and_tag.rfind('/').map(|i| i + 1).unwrap_or(0);
     let (name, tag) = match name_and_tag[last_slash..].rfind(':') {
-        Some(i) => (&name_and_tag[..last_slash + i], Some(&name_and_tag[last_slash + i + 1..])),
+        Some(i) => (
+            &name_and_tag[..last_slash + i],
+            Some(&name_and_tag[last_slash + i + 1..]),
+        ),
         None => (name_and_tag, None),
     };
     if let Some(t) = tag {
         let valid = !t.is_empty()
             && t.len() <= 128
-            && t.bytes().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
-            && t.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+            && t.bytes()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
+            && t.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
         if !valid {
             return None;
         }
@@ -288,8 +340,15 @@ fn parse_image_tag(image: &str) -> Option<ImageTag> {
     let mut components: Vec<&str> = name.split('/').collect();
     if components.len() > 1 {
         let first = components[0];
-        if first.contains(['.', ':']) || first == "localhost" || first.bytes().any(|c| c.is_ascii_uppercase()) {
-            if first.is_empty() || !first.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':')) {
+        if first.contains(['.', ':'])
+            || first == "localhost"
+            || first.bytes().any(|c| c.is_ascii_uppercase())
+        {
+            if first.is_empty()
+                || !first
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':'))
+            {
                 return None;
             }
             components.remove(0);
@@ -298,7 +357,9 @@ fn parse_image_tag(image: &str) -> Option<ImageTag> {
     let component_ok = |c: &str| {
         let b = c.as_bytes();
         !b.is_empty()
-            && b.iter().all(|&x| x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, b'.' | b'_' | b'-'))
+            && b.iter().all(|&x| {
+                x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, b'.' | b'_' | b'-')
+            })
             && b[0].is_ascii_alphanumeric()
             && b[b.len() - 1].is_ascii_alphanumeric()
     };
@@ -311,8 +372,13 @@ fn parse_image_tag(image: &str) -> Option<ImageTag> {
     }
 }
 
-fn object_entry_in<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Map<String, Value>> {
-    let slot = map.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
+fn object_entry_in<'a>(
+    map: &'a mut Map<String, Value>,
+    key: &str,
+) -> Option<&'a mut Map<String, Value>> {
+    let slot = map
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
     if slot.is_null() {
         *slot = Value::Object(Map::new());
     }
@@ -320,7 +386,11 @@ fn object_entry_in<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a
 }
 
 /// Visits each object in the array at `key` of `map`.
-fn each_object(map: &mut Map<String, Value>, key: &str, mut f: impl FnMut(&mut Map<String, Value>)) {
+fn each_object(
+    map: &mut Map<String, Value>,
+    key: &str,
+    mut f: impl FnMut(&mut Map<String, Value>),
+) {
     if let Some(items) = map.get_mut(key).and_then(Value::as_array_mut) {
         for item in items.iter_mut().filter_map(Value::as_object_mut) {
             f(item);
@@ -333,13 +403,19 @@ fn obj_mut<'a>(map: &'a mut Map<String, Value>, key: &str) -> Option<&'a mut Map
 }
 
 fn default_pod(pod: &mut Value) {
-    let Some(spec) = object_entry(pod, "spec") else { return };
+    let Some(spec) = object_entry(pod, "spec") else {
+        return;
+    };
     default_pod_spec(spec);
     // SetDefaults_Pod: only on Pods, not templates.
     for list in ["containers", "initContainers"] {
         each_object(spec, list, |c| {
-            let Some(resources) = obj_mut(c, "resources") else { return };
-            let Some(limits) = resources.get("limits").and_then(Value::as_object).cloned() else { return };
+            let Some(resources) = obj_mut(c, "resources") else {
+                return;
+            };
+            let Some(limits) = resources.get("limits").and_then(Value::as_object).cloned() else {
+                return;
+            };
             if let Some(requests) = object_entry_in(resources, "requests") {
                 for (k, v) in limits {
                     requests.entry(k).or_insert(v);
@@ -366,9 +442,15 @@ fn default_pod(pod: &mut Value) {
 
 /// `spec.template.spec` defaults shared by the workload controllers.
 fn default_template(obj: &mut Value) {
-    let Some(spec) = object_entry(obj, "spec") else { return };
-    let Some(template) = object_entry_in(spec, "template") else { return };
-    let Some(pod_spec) = object_entry_in(template, "spec") else { return };
+    let Some(spec) = object_entry(obj, "spec") else {
+        return;
+    };
+    let Some(template) = object_entry_in(spec, "template") else {
+        return;
+    };
+    let Some(pod_spec) = object_entry_in(template, "spec") else {
+        return;
+    };
     default_pod_spec(pod_spec);
 }
 
@@ -387,7 +469,11 @@ fn default_pod_spec(spec: &mut Map<String, Value>) {
 }
 
 fn default_container(c: &mut Map<String, Value>) {
-    if c.get("imagePullPolicy").and_then(Value::as_str).unwrap_or("").is_empty() {
+    if c.get("imagePullPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty()
+    {
         let image = c.get("image").and_then(Value::as_str).unwrap_or("");
         let policy = default_image_pull_policy(image);
         c.insert("imagePullPolicy".into(), json!(policy));
@@ -418,8 +504,15 @@ fn default_container(c: &mut Map<String, Value>) {
 }
 
 fn default_probe(p: &mut Map<String, Value>) {
-    for (k, v) in [("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1), ("failureThreshold", 3)] {
-        if matches!(p.get(k), None | Some(Value::Null)) || p.get(k).and_then(Value::as_i64) == Some(0) {
+    for (k, v) in [
+        ("timeoutSeconds", 1),
+        ("periodSeconds", 10),
+        ("successThreshold", 1),
+        ("failureThreshold", 3),
+    ] {
+        if matches!(p.get(k), None | Some(Value::Null))
+            || p.get(k).and_then(Value::as_i64) == Some(0)
+        {
             p.insert(k.into(), json!(v));
         }
     }
@@ -435,12 +528,41 @@ fn default_handler(h: &mut Map<String, Value>) {
 
 fn default_volume(v: &mut Map<String, Value>) {
     const SOURCES: &[&str] = &[
-        "hostPath", "emptyDir", "gcePersistentDisk", "awsElasticBlockStore", "gitRepo", "secret", "nfs", "iscsi",
-        "glusterfs", "persistentVolumeClaim", "rbd", "flexVolume", "cinder", "cephfs", "flocker", "downwardAPI",
-        "fc", "azureFile", "configMap", "vsphereVolume", "quobyte", "azureDisk", "photonPersistentDisk",
-        "projected", "portworxVolume", "scaleIO", "storageos", "csi", "ephemeral", "image",
+        "hostPath",
+        "emptyDir",
+        "gcePersistentDisk",
+        "awsElasticBlockStore",
+        "gitRepo",
+        "secret",
+        "nfs",
+        "iscsi",
+        "glusterfs",
+        "persistentVolumeClaim",
+        "rbd",
+        "flexVolume",
+        "cinder",
+        "cephfs",
+        "flocker",
+        "downwardAPI",
+        "fc",
+        "azureFile",
+        "configMap",
+        "vsphereVolume",
+        "quobyte",
+        "azureDisk",
+        "photonPersistentDisk",
+        "projected",
+        "portworxVolume",
+        "scaleIO",
+        "storageos",
+        "csi",
+        "ephemeral",
+        "image",
     ];
-    if !SOURCES.iter().any(|s| v.get(*s).is_some_and(|x| !x.is_null())) {
+    if !SOURCES
+        .iter()
+        .any(|s| v.get(*s).is_some_and(|x| !x.is_null()))
+    {
         v.insert("emptyDir".into(), json!({}));
     }
     for source in ["secret", "configMap", "downwardAPI", "projected"] {
@@ -511,7 +633,9 @@ fn default_daemon_set(obj: &mut Value) {
 }
 
 fn default_service(obj: &mut Value) {
-    let Some(spec) = object_entry(obj, "spec") else { return };
+    let Some(spec) = object_entry(obj, "spec") else {
+        return;
+    };
     set_default(spec, "sessionAffinity", json!("None"));
     match spec.get("sessionAffinity").and_then(Value::as_str) {
         Some("None") => {
@@ -524,7 +648,10 @@ fn default_service(obj: &mut Value) {
                 .and_then(|c| c.get("timeoutSeconds"))
                 .is_some_and(|t| !t.is_null());
             if !has_timeout {
-                spec.insert("sessionAffinityConfig".into(), json!({"clientIP": {"timeoutSeconds": 10800}}));
+                spec.insert(
+                    "sessionAffinityConfig".into(),
+                    json!({"clientIP": {"timeoutSeconds": 10800}}),
+                );
             }
         }
         _ => {}
@@ -543,15 +670,25 @@ fn default_service(obj: &mut Value) {
             p.insert("targetPort".into(), port);
         }
     });
-    let service_type = spec.get("type").and_then(Value::as_str).unwrap_or("").to_string();
-    let has_external_ips = spec.get("externalIPs").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    let service_type = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let has_external_ips = spec
+        .get("externalIPs")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
     let externally_accessible = service_type == "LoadBalancer"
         || service_type == "NodePort"
         || (service_type == "ClusterIP" && has_external_ips);
     if externally_accessible {
         set_default(spec, "externalTrafficPolicy", json!("Cluster"));
     }
-    if matches!(service_type.as_str(), "NodePort" | "LoadBalancer" | "ClusterIP") {
+    if matches!(
+        service_type.as_str(),
+        "NodePort" | "LoadBalancer" | "ClusterIP"
+    ) {
         set_default(spec, "internalTrafficPolicy", json!("Cluster"));
     }
     if service_type == "LoadBalancer" {
@@ -561,19 +698,31 @@ fn default_service(obj: &mut Value) {
 
 /// The Service's clusterIP/clusterIPs pair as upstream keeps them in sync (`NormalizeClusterIPs`).
 fn normalize_cluster_ips(new: &mut Value, old: Option<&Value>) {
-    let new_ip = at(new, &["spec", "clusterIP"]).and_then(Value::as_str).unwrap_or("").to_string();
+    let new_ip = at(new, &["spec", "clusterIP"])
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let new_ips = at(new, &["spec", "clusterIPs"]).cloned();
-    let new_ips_empty = new_ips.as_ref().and_then(Value::as_array).is_none_or(|a| a.is_empty());
-    let Some(spec) = object_entry(new, "spec") else { return };
+    let new_ips_empty = new_ips
+        .as_ref()
+        .and_then(Value::as_array)
+        .is_none_or(|a| a.is_empty());
+    let Some(spec) = object_entry(new, "spec") else {
+        return;
+    };
     let Some(old) = old else {
         if !new_ip.is_empty() && new_ips_empty {
             spec.insert("clusterIPs".into(), json!([new_ip]));
         }
         return;
     };
-    let old_ip = at(old, &["spec", "clusterIP"]).and_then(Value::as_str).unwrap_or("");
+    let old_ip = at(old, &["spec", "clusterIP"])
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let old_ips = at(old, &["spec", "clusterIPs"]);
-    let old_ips_empty = old_ips.and_then(Value::as_array).is_none_or(|a| a.is_empty());
+    let old_ips_empty = old_ips
+        .and_then(Value::as_array)
+        .is_none_or(|a| a.is_empty());
     if !old_ips_empty && new_ips_empty && old_ip == new_ip {
         if let Some(ips) = old_ips {
             spec.insert("clusterIPs".into(), ips.clone());
@@ -593,7 +742,9 @@ fn normalize_cluster_ips(new: &mut Value, old: Option<&Value>) {
 }
 
 fn service_type(v: &Value) -> &str {
-    at(v, &["spec", "type"]).and_then(Value::as_str).unwrap_or("")
+    at(v, &["spec", "type"])
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 /// `patchAllocatedValues`: a client that omits allocated values keeps them.
@@ -603,47 +754,87 @@ fn patch_allocated_values(new: &mut Value, old: &Value) {
         let t = service_type(v);
         t == "NodePort"
             || (t == "LoadBalancer"
-                && at(v, &["spec", "allocateLoadBalancerNodePorts"]).and_then(Value::as_bool).unwrap_or(true))
+                && at(v, &["spec", "allocateLoadBalancerNodePorts"])
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true))
     };
     let both_need_ip = needs_cluster_ip(old) && needs_cluster_ip(new);
     let both_need_ports = needs_node_port(old) && needs_node_port(new);
     let old_spec = old.get("spec").cloned().unwrap_or(Value::Null);
-    let Some(spec) = object_entry(new, "spec") else { return };
+    let Some(spec) = object_entry(new, "spec") else {
+        return;
+    };
     if both_need_ip {
-        if spec.get("clusterIP").and_then(Value::as_str).unwrap_or("").is_empty()
+        if spec
+            .get("clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
             && let Some(ip) = old_spec.get("clusterIP")
         {
             spec.insert("clusterIP".into(), ip.clone());
         }
-        let new_ips_empty = spec.get("clusterIPs").and_then(Value::as_array).is_none_or(|a| a.is_empty());
+        let new_ips_empty = spec
+            .get("clusterIPs")
+            .and_then(Value::as_array)
+            .is_none_or(|a| a.is_empty());
         if new_ips_empty
-            && let Some(ips) = old_spec.get("clusterIPs").filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+            && let Some(ips) = old_spec
+                .get("clusterIPs")
+                .filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
         {
             spec.insert("clusterIPs".into(), ips.clone());
         }
     }
     if both_need_ports {
         let used_in = |ports: &[Value]| -> Vec<i64> {
-            ports.iter().filter_map(|p| int_at(p, "nodePort")).filter(|n| *n != 0).collect()
+            ports
+                .iter()
+                .filter_map(|p| int_at(p, "nodePort"))
+                .filter(|n| *n != 0)
+                .collect()
         };
         let old_ports = array_at(&old_spec, "ports");
-        let new_used = spec.get("ports").and_then(Value::as_array).map(|p| used_in(p)).unwrap_or_default();
-        let used: Vec<i64> = used_in(old_ports).into_iter().filter(|p| new_used.contains(p)).collect();
+        let new_used = spec
+            .get("ports")
+            .and_then(Value::as_array)
+            .map(|p| used_in(p))
+            .unwrap_or_default();
+        let used: Vec<i64> = used_in(old_ports)
+            .into_iter()
+            .filter(|p| new_used.contains(p))
+            .collect();
         let by_name: Vec<(String, i64)> = old_ports
             .iter()
-            .map(|p| (str_or_empty(p, "name").to_string(), int_at(p, "nodePort").unwrap_or(0)))
+            .map(|p| {
+                (
+                    str_or_empty(p, "name").to_string(),
+                    int_at(p, "nodePort").unwrap_or(0),
+                )
+            })
             .collect();
         each_object(spec, "ports", |p| {
             if p.get("nodePort").and_then(Value::as_i64).unwrap_or(0) == 0 {
                 let name = p.get("name").and_then(Value::as_str).unwrap_or("");
-                let old_value = by_name.iter().rev().find(|(n, _)| n == name).map(|(_, v)| *v).unwrap_or(0);
+                let old_value = by_name
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| *v)
+                    .unwrap_or(0);
                 if old_value != 0 && !used.contains(&old_value) {
                     p.insert("nodePort".into(), json!(old_value));
                 }
             }
         });
-        if spec.get("healthCheckNodePort").and_then(Value::as_i64).unwrap_or(0) == 0
-            && let Some(hc) = old_spec.get("healthCheckNodePort").filter(|v| v.as_i64().unwrap_or(0) != 0)
+        if spec
+            .get("healthCheckNodePort")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            == 0
+            && let Some(hc) = old_spec
+                .get("healthCheckNodePort")
+                .filter(|v| v.as_i64().unwrap_or(0) != 0)
         {
             spec.insert("healthCheckNodePort".into(), hc.clone());
         }
@@ -656,20 +847,32 @@ fn default_ip_families(obj: &mut Value) {
     if service_type(obj) == "ExternalName" {
         return;
     }
-    let headless = at(obj, &["spec", "clusterIPs"]).and_then(Value::as_array).is_some_and(|ips| {
-        ips.len() == 1 && ips[0].as_str() == Some("None")
-    });
-    let has_selector = at(obj, &["spec", "selector"]).and_then(Value::as_object).is_some_and(|s| !s.is_empty());
-    let Some(spec) = object_entry(obj, "spec") else { return };
+    let headless = at(obj, &["spec", "clusterIPs"])
+        .and_then(Value::as_array)
+        .is_some_and(|ips| ips.len() == 1 && ips[0].as_str() == Some("None"));
+    let has_selector = at(obj, &["spec", "selector"])
+        .and_then(Value::as_object)
+        .is_some_and(|s| !s.is_empty());
+    let Some(spec) = object_entry(obj, "spec") else {
+        return;
+    };
     if headless && !has_selector {
         set_default(spec, "ipFamilyPolicy", json!("RequireDualStack"));
-        if spec.get("ipFamilies").and_then(Value::as_array).is_none_or(|a| a.is_empty()) {
+        if spec
+            .get("ipFamilies")
+            .and_then(Value::as_array)
+            .is_none_or(|a| a.is_empty())
+        {
             spec.insert("ipFamilies".into(), json!(["IPv4", "IPv6"]));
         }
         return;
     }
     set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
-    if spec.get("ipFamilies").and_then(Value::as_array).is_none_or(|a| a.is_empty()) {
+    if spec
+        .get("ipFamilies")
+        .and_then(Value::as_array)
+        .is_none_or(|a| a.is_empty())
+    {
         spec.insert("ipFamilies".into(), json!(["IPv4"]));
     }
 }
@@ -683,13 +886,18 @@ fn carry_over_ip_families(new: &mut Value, old: &Value) {
         return;
     }
     let old_spec = old.get("spec").cloned().unwrap_or(Value::Null);
-    let Some(spec) = object_entry(new, "spec") else { return };
+    let Some(spec) = object_entry(new, "spec") else {
+        return;
+    };
     if matches!(spec.get("ipFamilyPolicy"), None | Some(Value::Null))
         && let Some(p) = old_spec.get("ipFamilyPolicy")
     {
         spec.insert("ipFamilyPolicy".into(), p.clone());
     }
-    if spec.get("ipFamilies").and_then(Value::as_array).is_none_or(|a| a.is_empty())
+    if spec
+        .get("ipFamilies")
+        .and_then(Value::as_array)
+        .is_none_or(|a| a.is_empty())
         && let Some(f) = old_spec.get("ipFamilies")
     {
         spec.insert("ipFamilies".into(), f.clone());
@@ -697,7 +905,10 @@ fn carry_over_ip_families(new: &mut Value, old: &Value) {
 }
 
 fn default_namespace(obj: &mut Value) {
-    let name = at(obj, &["metadata", "name"]).and_then(Value::as_str).unwrap_or("").to_string();
+    let name = at(obj, &["metadata", "name"])
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if !name.is_empty()
         && let Some(meta) = object_entry(obj, "metadata")
         && let Some(labels) = object_entry_in(meta, "labels")
@@ -710,12 +921,20 @@ fn default_namespace(obj: &mut Value) {
 }
 
 fn default_endpoints(obj: &mut Value) {
-    let Some(map) = obj.as_object_mut() else { return };
-    each_object(map, "subsets", |subset| each_object(subset, "ports", |p| set_default(p, "protocol", json!("TCP"))));
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    each_object(map, "subsets", |subset| {
+        each_object(subset, "ports", |p| {
+            set_default(p, "protocol", json!("TCP"))
+        })
+    });
 }
 
 fn default_endpoint_slice(obj: &mut Value) {
-    let Some(map) = obj.as_object_mut() else { return };
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
     each_object(map, "ports", |p| {
         if !p.contains_key("name") || p.get("name").is_some_and(Value::is_null) {
             p.insert("name".into(), json!(""));
@@ -731,7 +950,9 @@ fn default_endpoint_slice(obj: &mut Value) {
 }
 
 fn default_node(obj: &mut Value) {
-    let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) else { return };
+    let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) else {
+        return;
+    };
     if matches!(status.get("allocatable"), None | Some(Value::Null))
         && let Some(capacity) = status.get("capacity").filter(|c| c.is_object()).cloned()
     {
@@ -740,10 +961,12 @@ fn default_node(obj: &mut Value) {
 }
 
 fn default_event(obj: &mut Value) {
-    let Some(map) = obj.as_object_mut() else { return };
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
     // These v1 fields have no `omitempty` upstream, so they always appear.
     for k in ["reportingComponent", "reportingInstance"] {
-        if !map.get(k).is_some_and(Value::is_string) && !map.get(k).is_some_and(|v| !v.is_null()) {
+        if map.get(k).is_none_or(Value::is_null) {
             map.insert(k.into(), json!(""));
         }
     }
@@ -755,16 +978,26 @@ fn default_event(obj: &mut Value) {
 /// `qos.GetPodQOS` over CPU and memory. Quantities are compared as written, so `1` and `1000m`
 /// count as different (upstream compares values); only Guaranteed vs Burstable can differ.
 pub fn pod_qos_class(spec: &Value) -> &'static str {
-    let containers: Vec<&Value> =
-        array_at(spec, "containers").iter().chain(array_at(spec, "initContainers").iter()).collect();
+    let containers: Vec<&Value> = array_at(spec, "containers")
+        .iter()
+        .chain(array_at(spec, "initContainers").iter())
+        .collect();
     let mut any_set = false;
     let mut guaranteed = !containers.is_empty();
     for c in &containers {
         let requests = at(c, &["resources", "requests"]);
         let limits = at(c, &["resources", "limits"]);
         for resource in ["cpu", "memory"] {
-            let request = requests.and_then(|r| str_at(r, resource).map(str::to_string).or_else(|| r.get(resource).map(Value::to_string)));
-            let limit = limits.and_then(|l| str_at(l, resource).map(str::to_string).or_else(|| l.get(resource).map(Value::to_string)));
+            let request = requests.and_then(|r| {
+                str_at(r, resource)
+                    .map(str::to_string)
+                    .or_else(|| r.get(resource).map(Value::to_string))
+            });
+            let limit = limits.and_then(|l| {
+                str_at(l, resource)
+                    .map(str::to_string)
+                    .or_else(|| l.get(resource).map(Value::to_string))
+            });
             if request.is_some() || limit.is_some() {
                 any_set = true;
             }
@@ -796,8 +1029,14 @@ mod tests {
             ("nginx:1.27", "IfNotPresent"),
             ("localhost:5000/nginx", "Always"),
             ("localhost:5000/nginx:v1", "IfNotPresent"),
-            ("docker.io/library/redis@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "IfNotPresent"),
-            ("redis:latest@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "Always"),
+            (
+                "docker.io/library/redis@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                "IfNotPresent",
+            ),
+            (
+                "redis:latest@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                "Always",
+            ),
             ("NGINX", "IfNotPresent"),
             ("", "IfNotPresent"),
             ("training/dockercoins-rng:1.0", "IfNotPresent"),
@@ -816,7 +1055,10 @@ mod tests {
         apply_defaults("apps", "Deployment", &mut d);
         let spec = &d["spec"];
         assert_eq!(spec["replicas"], 1);
-        assert_eq!(spec["strategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}));
+        assert_eq!(
+            spec["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
         assert_eq!(spec["revisionHistoryLimit"], 10);
         assert_eq!(spec["progressDeadlineSeconds"], 600);
         let pod_spec = &spec["template"]["spec"];
@@ -825,7 +1067,11 @@ mod tests {
         assert_eq!(pod_spec["terminationGracePeriodSeconds"], 30);
         assert_eq!(pod_spec["schedulerName"], "default-scheduler");
         assert_eq!(pod_spec["securityContext"], json!({}));
-        assert_eq!(pod_spec.get("enableServiceLinks"), None, "templates do not get Pod-only defaults");
+        assert_eq!(
+            pod_spec.get("enableServiceLinks"),
+            None,
+            "templates do not get Pod-only defaults"
+        );
         let c = &pod_spec["containers"][0];
         assert_eq!(c["imagePullPolicy"], "Always");
         assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
@@ -846,7 +1092,10 @@ mod tests {
     fn daemon_set_and_replica_set_defaults() {
         let mut ds = json!({});
         apply_defaults("apps", "DaemonSet", &mut ds);
-        assert_eq!(ds["spec"]["updateStrategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}));
+        assert_eq!(
+            ds["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}})
+        );
         assert_eq!(ds["spec"]["revisionHistoryLimit"], 10);
         let mut rs = json!({"spec": {"replicas": null}});
         apply_defaults("apps", "ReplicaSet", &mut rs);
@@ -863,7 +1112,10 @@ mod tests {
         let spec = &pod["spec"];
         assert_eq!(spec["enableServiceLinks"], true);
         assert_eq!(spec["containers"][0]["imagePullPolicy"], "IfNotPresent");
-        assert_eq!(spec["containers"][0]["resources"]["requests"], json!({"cpu": "1"}));
+        assert_eq!(
+            spec["containers"][0]["resources"]["requests"],
+            json!({"cpu": "1"})
+        );
         assert_eq!(spec["serviceAccountName"], "default");
         assert_eq!(spec["serviceAccount"], "default");
         assert_eq!(spec["priority"], 0);
@@ -875,7 +1127,10 @@ mod tests {
                 {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
             ])
         );
-        assert_eq!(pod["status"], json!({"phase": "Pending", "qosClass": "Burstable"}));
+        assert_eq!(
+            pod["status"],
+            json!({"phase": "Pending", "qosClass": "Burstable"})
+        );
     }
 
     #[test]
@@ -886,7 +1141,10 @@ mod tests {
         let mut pod = json!({"metadata": {"name": "x"}, "spec": {"priorityClassName": "gold"}});
         let err = pod_admission_defaults(&mut pod).unwrap_err();
         assert_eq!(err.code, 403);
-        assert_eq!(err.message, "pods \"x\" is forbidden: no PriorityClass with name gold was found");
+        assert_eq!(
+            err.message,
+            "pods \"x\" is forbidden: no PriorityClass with name gold was found"
+        );
         let mut pod = json!({"metadata": {"name": "x"}, "spec": {"priority": 5}});
         assert_eq!(
             pod_admission_defaults(&mut pod).unwrap_err().message,
@@ -901,7 +1159,10 @@ mod tests {
         prepare_for_create("", "Service", &mut svc);
         let spec = &svc["spec"];
         assert_eq!(spec["sessionAffinity"], "None");
-        assert_eq!(spec["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}));
+        assert_eq!(
+            spec["ports"][0],
+            json!({"port": 80, "protocol": "TCP", "targetPort": 80})
+        );
         assert_eq!(spec["ports"][1]["targetPort"], "dns");
         assert_eq!(spec["externalTrafficPolicy"], "Cluster");
         assert_eq!(spec["internalTrafficPolicy"], "Cluster");
@@ -943,7 +1204,10 @@ mod tests {
         assert_eq!(scaled["metadata"]["generation"], 5);
         let mut ds = json!({"spec": {}});
         prepare_for_create("apps", "DaemonSet", &mut ds);
-        assert_eq!(ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"], "1");
+        assert_eq!(
+            ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"],
+            "1"
+        );
         assert_eq!(ds["metadata"]["generation"], 1);
     }
 
@@ -952,7 +1216,10 @@ mod tests {
         let mut ns = json!({"metadata": {"name": "dev"}});
         apply_defaults("", "Namespace", &mut ns);
         prepare_for_create("", "Namespace", &mut ns);
-        assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "dev");
+        assert_eq!(
+            ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            "dev"
+        );
         assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
         assert_eq!(ns["status"]["phase"], "Active");
     }
@@ -962,7 +1229,10 @@ mod tests {
         let mut node = json!({"metadata": {"name": "n1"}});
         node_admission_defaults(&mut node);
         node_admission_defaults(&mut node);
-        assert_eq!(node["spec"]["taints"], json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]));
+        assert_eq!(
+            node["spec"]["taints"],
+            json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}])
+        );
     }
 
     #[test]
@@ -975,7 +1245,12 @@ mod tests {
 
     #[test]
     fn wrong_types_are_left_alone() {
-        for mut v in [json!(null), json!(3), json!({"spec": "x"}), json!({"spec": {"containers": "x", "template": 1}})] {
+        for mut v in [
+            json!(null),
+            json!(3),
+            json!({"spec": "x"}),
+            json!({"spec": {"containers": "x", "template": 1}}),
+        ] {
             let before = v.clone();
             apply_defaults("apps", "Deployment", &mut v);
             if before.get("spec").is_some_and(|s| !s.is_object()) {

@@ -76,8 +76,19 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub fn new(kind: FieldErrorKind, field: impl Into<String>, bad_value: Option<Value>, detail: impl Into<String>) -> Self {
-        FieldError { kind, field: field.into(), bad_value, detail: detail.into(), rendered_value: None }
+    pub fn new(
+        kind: FieldErrorKind,
+        field: impl Into<String>,
+        bad_value: Option<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            kind,
+            field: field.into(),
+            bad_value,
+            detail: detail.into(),
+            rendered_value: None,
+        }
     }
     /// `Not found: "x"`, e.g. a volume mount naming no volume.
     pub fn not_found(field: impl Into<String>, value: impl Into<Value>) -> Self {
@@ -85,7 +96,12 @@ impl FieldError {
     }
     /// `Too long: must have at most N bytes`.
     pub fn too_long(field: impl Into<String>, max_bytes: usize) -> Self {
-        Self::new(FieldErrorKind::TooLong, field, None, format!("must have at most {max_bytes} bytes"))
+        Self::new(
+            FieldErrorKind::TooLong,
+            field,
+            None,
+            format!("must have at most {max_bytes} bytes"),
+        )
     }
     /// Replaces the printed bad value with upstream's Go rendering of it (see `rendered_value`).
     pub fn rendered_as(mut self, go_syntax: impl Into<String>) -> Self {
@@ -100,15 +116,32 @@ impl FieldError {
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(FieldErrorKind::Required, field, None, detail)
     }
-    pub fn invalid(field: impl Into<String>, value: impl Into<Value>, detail: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self::new(FieldErrorKind::Invalid, field, Some(value.into()), detail)
     }
     pub fn duplicate(field: impl Into<String>, value: impl Into<Value>) -> Self {
         Self::new(FieldErrorKind::Duplicate, field, Some(value.into()), "")
     }
-    pub fn not_supported(field: impl Into<String>, value: impl Into<Value>, supported: &[&str]) -> Self {
-        let list = supported.iter().map(|s| go_quote(s)).collect::<Vec<_>>().join(", ");
-        Self::new(FieldErrorKind::NotSupported, field, Some(value.into()), format!("supported values: {list}"))
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        supported: &[&str],
+    ) -> Self {
+        let list = supported
+            .iter()
+            .map(|s| go_quote(s))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Self::new(
+            FieldErrorKind::NotSupported,
+            field,
+            Some(value.into()),
+            format!("supported values: {list}"),
+        )
     }
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(FieldErrorKind::Forbidden, field, None, detail)
@@ -162,7 +195,9 @@ pub fn go_quote(s: &str) -> String {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c if c.is_control() => {
                 let n = c as u32;
                 if n <= 0xffff {
@@ -197,7 +232,11 @@ impl std::error::Error for ApiError {}
 
 /// `deployments.apps` for grouped resources, `pods` for the core group.
 pub fn qualified_resource(group: &str, resource: &str) -> String {
-    if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") }
+    if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    }
 }
 
 fn name_details(group: &str, kind: &str, name: &str) -> Value {
@@ -214,14 +253,22 @@ fn name_details(group: &str, kind: &str, name: &str) -> Value {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
         ApiError {
             code: 404,
             reason: "NotFound",
-            message: format!("{} \"{name}\" not found", qualified_resource(group, resource)),
+            message: format!(
+                "{} \"{name}\" not found",
+                qualified_resource(group, resource)
+            ),
             details: Some(name_details(group, resource, name)),
         }
     }
@@ -230,7 +277,10 @@ impl ApiError {
         ApiError {
             code: 409,
             reason: "AlreadyExists",
-            message: format!("{} \"{name}\" already exists", qualified_resource(group, resource)),
+            message: format!(
+                "{} \"{name}\" already exists",
+                qualified_resource(group, resource)
+            ),
             details: Some(name_details(group, resource, name)),
         }
     }
@@ -240,21 +290,36 @@ impl ApiError {
         ApiError {
             code: 409,
             reason: "Conflict",
-            message: format!("Operation cannot be fulfilled on {} \"{name}\": {why}", qualified_resource(group, resource)),
+            message: format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                qualified_resource(group, resource)
+            ),
             details: Some(name_details(group, resource, name)),
         }
     }
 
     /// 422 Invalid: `Deployment.apps "web" is invalid: [a: ..., b: ...]`.
     pub fn invalid(group: &str, kind: &str, name: &str, errors: &[FieldError]) -> Self {
-        let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let qualified_kind = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         let list = match errors {
             [one] => one.message(),
-            many => format!("[{}]", many.iter().map(FieldError::message).collect::<Vec<_>>().join(", ")),
+            many => format!(
+                "[{}]",
+                many.iter()
+                    .map(FieldError::message)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
         let causes: Vec<Value> = errors
             .iter()
-            .map(|e| json!({"reason": e.kind.cause_reason(), "message": e.body(), "field": e.field}))
+            .map(
+                |e| json!({"reason": e.kind.cause_reason(), "message": e.body(), "field": e.field}),
+            )
             .collect();
         let mut details = name_details(group, kind, name);
         details["causes"] = Value::Array(causes);
@@ -295,7 +360,11 @@ impl ApiError {
         Self::new(415, "UnsupportedMediaType", message)
     }
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
     pub fn service_unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "ServiceUnavailable", message)
@@ -333,13 +402,20 @@ mod tests {
             "",
             "Service",
             "web",
-            &[FieldError::invalid("spec.ports[0].port", 0, "must be between 1 and 65535, inclusive")],
+            &[FieldError::invalid(
+                "spec.ports[0].port",
+                0,
+                "must be between 1 and 65535, inclusive",
+            )],
         );
         assert_eq!(
             one.message,
             "Service \"web\" is invalid: spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive"
         );
-        assert_eq!(one.to_status()["details"]["causes"][0]["reason"], "FieldValueInvalid");
+        assert_eq!(
+            one.to_status()["details"]["causes"][0]["reason"],
+            "FieldValueInvalid"
+        );
         let two = ApiError::invalid(
             "apps",
             "Deployment",
@@ -360,7 +436,13 @@ mod tests {
     fn not_found_names_the_qualified_resource() {
         let e = ApiError::not_found("apps", "deployments", "nginx");
         assert_eq!(e.message, "deployments.apps \"nginx\" not found");
-        assert_eq!(e.to_status()["details"], json!({"name": "nginx", "group": "apps", "kind": "deployments"}));
-        assert_eq!(ApiError::not_found("", "pods", "x").message, "pods \"x\" not found");
+        assert_eq!(
+            e.to_status()["details"],
+            json!({"name": "nginx", "group": "apps", "kind": "deployments"})
+        );
+        assert_eq!(
+            ApiError::not_found("", "pods", "x").message,
+            "pods \"x\" not found"
+        );
     }
 }

@@ -15,7 +15,10 @@ pub fn string_map_value(v: Option<&Value>) -> String {
         None => "map[string]string(nil)".to_string(),
         Some(mut entries) => {
             entries.sort();
-            let body: Vec<String> = entries.iter().map(|(k, v)| format!("{}:{}", go_quote(k), go_quote(v))).collect();
+            let body: Vec<String> = entries
+                .iter()
+                .map(|(k, v)| format!("{}:{}", go_quote(k), go_quote(v)))
+                .collect();
             format!("map[string]string{{{}}}", body.join(", "))
         }
     }
@@ -26,7 +29,10 @@ pub fn string_slice(v: Option<&Value>) -> String {
     match v.and_then(Value::as_array) {
         None => "[]string(nil)".to_string(),
         Some(items) => {
-            let body: Vec<String> = items.iter().map(|i| go_quote(i.as_str().unwrap_or(""))).collect();
+            let body: Vec<String> = items
+                .iter()
+                .map(|i| go_quote(i.as_str().unwrap_or("")))
+                .collect();
             format!("[]string{{{}}}", body.join(", "))
         }
     }
@@ -55,16 +61,26 @@ pub fn label_selector(v: &Value) -> String {
             format!("[]v1.LabelSelectorRequirement{{{}}}", body.join(", "))
         }
     };
-    format!("v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{}}}", string_map_value(v.get("matchLabels")), exprs)
+    format!(
+        "v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{}}}",
+        string_map_value(v.get("matchLabels")),
+        exprs
+    )
 }
 
 /// `intstr.IntOrString{Type:1, IntVal:0, StrVal:"25%"}`; absent renders as the zero value
 /// (upstream's defaulting means validation sees a value).
 pub fn int_or_string(v: Option<&Value>) -> String {
     match v {
-        Some(Value::String(s)) => format!("intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}", go_quote(s)),
+        Some(Value::String(s)) => format!(
+            "intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}",
+            go_quote(s)
+        ),
         Some(Value::Number(n)) => {
-            format!("intstr.IntOrString{{Type:0, IntVal:{}, StrVal:\"\"}}", n.as_i64().unwrap_or(0))
+            format!(
+                "intstr.IntOrString{{Type:0, IntVal:{}, StrVal:\"\"}}",
+                n.as_i64().unwrap_or(0)
+            )
         }
         _ => "intstr.IntOrString{Type:0, IntVal:0, StrVal:\"\"}".to_string(),
     }
@@ -98,7 +114,10 @@ pub fn string_slice_at(v: &Value, key: &str) -> String {
     if v.get(key).and_then(Value::as_array).is_none() {
         return "[]string(nil)".to_string();
     }
-    let body: Vec<String> = array_at(v, key).iter().map(|i| go_quote(i.as_str().unwrap_or(""))).collect();
+    let body: Vec<String> = array_at(v, key)
+        .iter()
+        .map(|i| go_quote(i.as_str().unwrap_or("")))
+        .collect();
     format!("[]string{{{}}}", body.join(", "))
 }
 
@@ -109,7 +128,10 @@ mod tests {
 
     #[test]
     fn renders_like_go_percent_sharp_v() {
-        assert_eq!(string_map_value(Some(&json!({"b": "2", "a": "1"}))), r#"map[string]string{"a":"1", "b":"2"}"#);
+        assert_eq!(
+            string_map_value(Some(&json!({"b": "2", "a": "1"}))),
+            r#"map[string]string{"a":"1", "b":"2"}"#
+        );
         assert_eq!(string_map_value(None), "map[string]string(nil)");
         assert_eq!(string_map_value(Some(&json!({}))), "map[string]string{}");
         assert_eq!(
@@ -117,10 +139,18 @@ mod tests {
             r#"v1.LabelSelector{MatchLabels:map[string]string{"app":"web"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}"#
         );
         assert_eq!(
-            label_selector(&json!({"matchExpressions": [{"key": "a", "operator": "In", "values": ["x"]}]})),
+            label_selector(
+                &json!({"matchExpressions": [{"key": "a", "operator": "In", "values": ["x"]}]})
+            ),
             r#"v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement{v1.LabelSelectorRequirement{Key:"a", Operator:"In", Values:[]string{"x"}}}}"#
         );
-        assert_eq!(int_or_string(Some(&json!(0))), r#"intstr.IntOrString{Type:0, IntVal:0, StrVal:""}"#);
-        assert_eq!(int_or_string(Some(&json!("0%"))), r#"intstr.IntOrString{Type:1, IntVal:0, StrVal:"0%"}"#);
+        assert_eq!(
+            int_or_string(Some(&json!(0))),
+            r#"intstr.IntOrString{Type:0, IntVal:0, StrVal:""}"#
+        );
+        assert_eq!(
+            int_or_string(Some(&json!("0%"))),
+            r#"intstr.IntOrString{Type:1, IntVal:0, StrVal:"0%"}"#
+        );
     }
 }

@@ -16,19 +16,21 @@ pub const MAX_GENERATED_BASE_LENGTH: usize = DNS1123_LABEL_MAX_LENGTH - NAME_SUF
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_LABEL_ERR: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1123_SUBDOMAIN_ERR: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
 const DNS1035_LABEL_ERR: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character";
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
-const QUALIFIED_NAME_ERR: &str =
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+const QUALIFIED_NAME_ERR: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
 const LABEL_VALUE_ERR: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const CONFIG_MAP_KEY_FMT: &str = "[-._a-zA-Z0-9]+";
-const CONFIG_MAP_KEY_ERR: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
+const CONFIG_MAP_KEY_ERR: &str =
+    "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
 const PERCENT_FMT: &str = "[0-9]+%";
-const PERCENT_ERR: &str = "a valid percent string must be a numeric string followed by an ending '%'";
+const PERCENT_ERR: &str =
+    "a valid percent string must be a numeric string followed by an ending '%'";
 
 /// `must be no more than N characters`.
 pub fn max_len_error(length: usize) -> String {
@@ -69,7 +71,9 @@ fn matches_dns1123_label(s: &str) -> bool {
     let b = s.as_bytes();
     match (b.first(), b.last()) {
         (Some(&first), Some(&last)) => {
-            is_lower_alnum(first) && is_lower_alnum(last) && b.iter().all(|&c| is_lower_alnum(c) || c == b'-')
+            is_lower_alnum(first)
+                && is_lower_alnum(last)
+                && b.iter().all(|&c| is_lower_alnum(c) || c == b'-')
         }
         _ => false,
     }
@@ -86,7 +90,8 @@ fn matches_qualified_name_part(s: &str) -> bool {
         (Some(first), Some(last)) => {
             first.is_ascii_alphanumeric()
                 && last.is_ascii_alphanumeric()
-                && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+                && b.iter()
+                    .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         }
         _ => false,
     }
@@ -102,7 +107,11 @@ pub fn is_dns1123_label(value: &str) -> Vec<String> {
         if matches_dns1123_subdomain(value) {
             errs.push("must not contain dots".to_string());
         } else {
-            errs.push(regex_error(DNS1123_LABEL_ERR, DNS1123_LABEL_FMT, &["my-name", "123-abc"]));
+            errs.push(regex_error(
+                DNS1123_LABEL_ERR,
+                DNS1123_LABEL_FMT,
+                &["my-name", "123-abc"],
+            ));
         }
     }
     errs
@@ -115,7 +124,11 @@ pub fn is_dns1123_subdomain(value: &str) -> Vec<String> {
         errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX_LENGTH));
     }
     if !matches_dns1123_subdomain(value) {
-        errs.push(regex_error(DNS1123_SUBDOMAIN_ERR, DNS1123_SUBDOMAIN_FMT, &["example.com"]));
+        errs.push(regex_error(
+            DNS1123_SUBDOMAIN_ERR,
+            DNS1123_SUBDOMAIN_FMT,
+            &["example.com"],
+        ));
     }
     errs
 }
@@ -129,12 +142,18 @@ pub fn is_dns1035_label(value: &str) -> Vec<String> {
     let b = value.as_bytes();
     let ok = match (b.first(), b.last()) {
         (Some(first), Some(&last)) => {
-            first.is_ascii_lowercase() && is_lower_alnum(last) && b.iter().all(|&c| is_lower_alnum(c) || c == b'-')
+            first.is_ascii_lowercase()
+                && is_lower_alnum(last)
+                && b.iter().all(|&c| is_lower_alnum(c) || c == b'-')
         }
         _ => false,
     };
     if !ok {
-        errs.push(regex_error(DNS1035_LABEL_ERR, DNS1035_LABEL_FMT, &["my-name", "abc-123"]));
+        errs.push(regex_error(
+            DNS1035_LABEL_ERR,
+            DNS1035_LABEL_FMT,
+            &["my-name", "abc-123"],
+        ));
     }
     errs
 }
@@ -149,7 +168,11 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_string());
             } else {
-                errs.extend(is_dns1123_subdomain(prefix).into_iter().map(|m| format!("prefix part {m}")));
+                errs.extend(
+                    is_dns1123_subdomain(prefix)
+                        .into_iter()
+                        .map(|m| format!("prefix part {m}")),
+                );
             }
             *name
         }
@@ -164,12 +187,19 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
     if name.is_empty() {
         errs.push("name part must be non-empty".to_string());
     } else if name.len() > DNS1123_LABEL_MAX_LENGTH {
-        errs.push(format!("name part {}", max_len_error(DNS1123_LABEL_MAX_LENGTH)));
+        errs.push(format!(
+            "name part {}",
+            max_len_error(DNS1123_LABEL_MAX_LENGTH)
+        ));
     }
     if !matches_qualified_name_part(name) {
         errs.push(format!(
             "name part {}",
-            regex_error(QUALIFIED_NAME_ERR, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+            regex_error(
+                QUALIFIED_NAME_ERR,
+                QUALIFIED_NAME_FMT,
+                &["MyName", "my.name", "123-abc"]
+            )
         ));
     }
     errs
@@ -182,14 +212,22 @@ pub fn is_valid_label_value(value: &str) -> Vec<String> {
         errs.push(max_len_error(DNS1123_LABEL_MAX_LENGTH));
     }
     if !(value.is_empty() || matches_qualified_name_part(value)) {
-        errs.push(regex_error(LABEL_VALUE_ERR, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
+        errs.push(regex_error(
+            LABEL_VALUE_ERR,
+            LABEL_VALUE_FMT,
+            &["MyValue", "my_value", "12345"],
+        ));
     }
     errs
 }
 
 /// Ports are 1-65535.
 pub fn is_valid_port_num(port: i64) -> Vec<String> {
-    if (1..=65535).contains(&port) { Vec::new() } else { vec![inclusive_range_error(1, 65535)] }
+    if (1..=65535).contains(&port) {
+        Vec::new()
+    } else {
+        vec![inclusive_range_error(1, 65535)]
+    }
 }
 
 /// IANA service names used as named ports (`http`, `dns-tcp`).
@@ -199,7 +237,9 @@ pub fn is_valid_port_name(port: &str) -> Vec<String> {
         errs.push(max_len_error(15));
     }
     if port.is_empty() || !port.bytes().all(|c| is_lower_alnum(c) || c == b'-') {
-        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
+        errs.push(
+            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string(),
+        );
     }
     if !port.bytes().any(|c| c.is_ascii_lowercase()) {
         errs.push("must contain at least one letter (a-z)".to_string());
@@ -218,7 +258,11 @@ pub fn is_valid_percent(value: &str) -> Vec<String> {
     let ok = value
         .strip_suffix('%')
         .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()));
-    if ok { Vec::new() } else { vec![regex_error(PERCENT_ERR, PERCENT_FMT, &["1%", "93%"])] }
+    if ok {
+        Vec::new()
+    } else {
+        vec![regex_error(PERCENT_ERR, PERCENT_FMT, &["1%", "93%"])]
+    }
 }
 
 /// ConfigMap and Secret data keys (they become file names).
@@ -227,8 +271,16 @@ pub fn is_config_map_key(value: &str) -> Vec<String> {
     if value.len() > DNS1123_SUBDOMAIN_MAX_LENGTH {
         errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX_LENGTH));
     }
-    if value.is_empty() || !value.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_')) {
-        errs.push(regex_error(CONFIG_MAP_KEY_ERR, CONFIG_MAP_KEY_FMT, &["key.name", "KEY_NAME", "key-name"]));
+    if value.is_empty()
+        || !value
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
+    {
+        errs.push(regex_error(
+            CONFIG_MAP_KEY_ERR,
+            CONFIG_MAP_KEY_FMT,
+            &["key.name", "KEY_NAME", "key-name"],
+        ));
     }
     match value {
         "." => errs.push("must not be '.'".to_string()),
@@ -275,7 +327,11 @@ pub enum NameRule {
 
 impl NameRule {
     pub fn check(self, name: &str, prefix: bool) -> Vec<String> {
-        let name = if prefix { mask_trailing_dash(name) } else { name.to_string() };
+        let name = if prefix {
+            mask_trailing_dash(name)
+        } else {
+            name.to_string()
+        };
         match self {
             NameRule::Dns1123Subdomain => is_dns1123_subdomain(&name),
             NameRule::Dns1123Label => is_dns1123_label(&name),
@@ -325,13 +381,19 @@ mod tests {
             assert_eq!(is_dns1123_subdomain(input), *want, "{input:?}");
         }
         let long = "a".repeat(254);
-        assert_eq!(is_dns1123_subdomain(&long), vec!["must be no more than 253 characters".to_string()]);
+        assert_eq!(
+            is_dns1123_subdomain(&long),
+            vec!["must be no more than 253 characters".to_string()]
+        );
     }
 
     #[test]
     fn dns1123_label_table() {
         assert!(is_dns1123_label("my-name").is_empty());
-        assert_eq!(is_dns1123_label("a.b"), vec!["must not contain dots".to_string()]);
+        assert_eq!(
+            is_dns1123_label("a.b"),
+            vec!["must not contain dots".to_string()]
+        );
         assert_eq!(is_dns1123_label("My_Name"), vec![LABEL_MSG.to_string()]);
         assert_eq!(
             is_dns1123_label(&"a".repeat(64)),
@@ -362,7 +424,13 @@ mod tests {
             is_qualified_name("Example.com/app"),
             vec![format!("prefix part {SUBDOMAIN_MSG}")]
         );
-        assert_eq!(is_qualified_name("a/"), vec!["name part must be non-empty".to_string(), name_part.to_string()]);
+        assert_eq!(
+            is_qualified_name("a/"),
+            vec![
+                "name part must be non-empty".to_string(),
+                name_part.to_string()
+            ]
+        );
         assert_eq!(
             is_qualified_name("a/b/c"),
             vec!["a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')".to_string()]
@@ -388,9 +456,15 @@ mod tests {
         );
         assert_eq!(
             is_valid_port_name("-http--x"),
-            vec!["must not contain consecutive hyphens".to_string(), "must not begin or end with a hyphen".to_string()]
+            vec![
+                "must not contain consecutive hyphens".to_string(),
+                "must not begin or end with a hyphen".to_string()
+            ]
         );
-        assert_eq!(is_valid_port_num(0), vec!["must be between 1 and 65535, inclusive".to_string()]);
+        assert_eq!(
+            is_valid_port_num(0),
+            vec!["must be between 1 and 65535, inclusive".to_string()]
+        );
         assert!(is_valid_port_num(65535).is_empty());
     }
 
@@ -407,7 +481,10 @@ mod tests {
         assert!(generate_name(&long, |_| 0).ends_with("bbbbb"));
         // 57 ASCII bytes then a two-byte character: the cut backs off to a boundary.
         let tricky = format!("{}é", "a".repeat(57));
-        assert_eq!(generate_name(&tricky, |_| 0), format!("{}bbbbb", "a".repeat(57)));
+        assert_eq!(
+            generate_name(&tricky, |_| 0),
+            format!("{}bbbbb", "a".repeat(57))
+        );
         // Out-of-range picks wrap instead of panicking.
         assert_eq!(generate_name("", |n| n + 1).len(), 5);
     }
@@ -416,7 +493,10 @@ mod tests {
     fn mask_trailing_dash_mirrors_upstream() {
         assert_eq!(mask_trailing_dash("web-"), "wea");
         assert_eq!(mask_trailing_dash("-"), "-");
-        assert_eq!(NameRule::Dns1123Subdomain.check("web-", true), Vec::<String>::new());
+        assert_eq!(
+            NameRule::Dns1123Subdomain.check("web-", true),
+            Vec::<String>::new()
+        );
         assert!(!NameRule::Dns1123Subdomain.check("web-", false).is_empty());
     }
 }

@@ -21,7 +21,9 @@ pub struct SelectorError {
 
 impl SelectorError {
     fn new(message: impl Into<String>) -> Self {
-        SelectorError { message: message.into() }
+        SelectorError {
+            message: message.into(),
+        }
     }
     /// The 400 BadRequest kube-apiserver answers a list or watch with.
     pub fn to_api_error(&self) -> ApiError {
@@ -63,26 +65,41 @@ pub struct Requirement {
 impl Requirement {
     /// Upstream's `NewRequirement` checks; the error text is the aggregate of field errors with
     /// the paths upstream uses (`key`, `values`, `values[0][<key>]`).
-    pub fn new(key: &str, operator: Operator, values: Vec<String>) -> Result<Requirement, SelectorError> {
+    pub fn new(
+        key: &str,
+        operator: Operator,
+        values: Vec<String>,
+    ) -> Result<Requirement, SelectorError> {
         let mut errs: Vec<String> = Vec::new();
         let key_msgs = is_qualified_name(key);
         if !key_msgs.is_empty() {
-            errs.push(format!("key: Invalid value: {}: {}", go_quote(key), key_msgs.join("; ")));
+            errs.push(format!(
+                "key: Invalid value: {}: {}",
+                go_quote(key),
+                key_msgs.join("; ")
+            ));
         }
-        let values_invalid = |detail: &str| format!("values: Invalid value: {}: {detail}", go_slice(&values));
+        let values_invalid =
+            |detail: &str| format!("values: Invalid value: {}: {detail}", go_slice(&values));
         match operator {
-            Operator::In | Operator::NotIn if values.is_empty() => {
-                errs.push(values_invalid("for 'in', 'notin' operators, values set can't be empty"))
+            Operator::In | Operator::NotIn if values.is_empty() => errs.push(values_invalid(
+                "for 'in', 'notin' operators, values set can't be empty",
+            )),
+            Operator::Equals | Operator::DoubleEquals | Operator::NotEquals
+                if values.len() != 1 =>
+            {
+                errs.push(values_invalid(
+                    "exact-match compatibility requires one single value",
+                ))
             }
-            Operator::Equals | Operator::DoubleEquals | Operator::NotEquals if values.len() != 1 => {
-                errs.push(values_invalid("exact-match compatibility requires one single value"))
-            }
-            Operator::Exists | Operator::DoesNotExist if !values.is_empty() => {
-                errs.push(values_invalid("values set must be empty for exists and does not exist"))
-            }
+            Operator::Exists | Operator::DoesNotExist if !values.is_empty() => errs.push(
+                values_invalid("values set must be empty for exists and does not exist"),
+            ),
             Operator::GreaterThan | Operator::LessThan => {
                 if values.len() != 1 {
-                    errs.push(values_invalid("for 'Gt', 'Lt' operators, exactly one value is required"));
+                    errs.push(values_invalid(
+                        "for 'Gt', 'Lt' operators, exactly one value is required",
+                    ));
                 }
                 for (i, v) in values.iter().enumerate() {
                     if v.parse::<i64>().is_err() {
@@ -98,11 +115,19 @@ impl Requirement {
         for (i, v) in values.iter().enumerate() {
             let msgs = is_valid_label_value(v);
             if !msgs.is_empty() {
-                errs.push(format!("values[{i}][{key}]: Invalid value: {}: {}", go_quote(v), msgs.join("; ")));
+                errs.push(format!(
+                    "values[{i}][{key}]: Invalid value: {}: {}",
+                    go_quote(v),
+                    msgs.join("; ")
+                ));
             }
         }
         if errs.is_empty() {
-            Ok(Requirement { key: key.to_string(), operator, values })
+            Ok(Requirement {
+                key: key.to_string(),
+                operator,
+                values,
+            })
         } else {
             Err(SelectorError::new(aggregate(errs)))
         }
@@ -115,14 +140,26 @@ impl Requirement {
             Operator::In | Operator::Equals | Operator::DoubleEquals => {
                 actual.is_some_and(|a| self.values.iter().any(|v| *v == a))
             }
-            Operator::NotIn | Operator::NotEquals => actual.is_none_or(|a| !self.values.iter().any(|v| *v == a)),
+            Operator::NotIn | Operator::NotEquals => {
+                actual.is_none_or(|a| !self.values.iter().any(|v| *v == a))
+            }
             Operator::Exists => actual.is_some(),
             Operator::DoesNotExist => actual.is_none(),
             Operator::GreaterThan | Operator::LessThan => {
-                let Some(have) = actual.and_then(|a| a.parse::<i64>().ok()) else { return false };
-                let [want] = self.values.as_slice() else { return false };
-                let Ok(want) = want.parse::<i64>() else { return false };
-                if self.operator == Operator::GreaterThan { have > want } else { have < want }
+                let Some(have) = actual.and_then(|a| a.parse::<i64>().ok()) else {
+                    return false;
+                };
+                let [want] = self.values.as_slice() else {
+                    return false;
+                };
+                let Ok(want) = want.parse::<i64>() else {
+                    return false;
+                };
+                if self.operator == Operator::GreaterThan {
+                    have > want
+                } else {
+                    have < want
+                }
             }
         }
     }
@@ -165,7 +202,14 @@ fn go_slice(values: &[String]) -> String {
     if values.is_empty() {
         return "[]string(nil)".to_string();
     }
-    format!("[]string{{{}}}", values.iter().map(|v| go_quote(v)).collect::<Vec<_>>().join(", "))
+    format!(
+        "[]string{{{}}}",
+        values
+            .iter()
+            .map(|v| go_quote(v))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// `utilerrors.NewAggregate(...).Error()`: one message bare, several in brackets, duplicates dropped.
@@ -189,18 +233,27 @@ pub struct LabelSelector {
 impl LabelSelector {
     /// Matches everything (the empty selector).
     pub fn everything() -> Self {
-        LabelSelector { requirements: Vec::new(), nothing: false }
+        LabelSelector {
+            requirements: Vec::new(),
+            nothing: false,
+        }
     }
 
     /// Matches nothing (a missing `LabelSelector` object).
     pub fn nothing() -> Self {
-        LabelSelector { requirements: Vec::new(), nothing: true }
+        LabelSelector {
+            requirements: Vec::new(),
+            nothing: true,
+        }
     }
 
     /// Builds from requirements, sorting by key (stable, so equal keys keep their order).
     pub fn from_requirements(mut requirements: Vec<Requirement>) -> Self {
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
-        LabelSelector { requirements, nothing: false }
+        LabelSelector {
+            requirements,
+            nothing: false,
+        }
     }
 
     /// Parses the `labelSelector` query syntax (`labels.Parse`).
@@ -224,7 +277,12 @@ impl LabelSelector {
 
     /// Matches against an object's `metadata.labels` JSON (absent or wrong-typed = no labels).
     pub fn matches_json(&self, labels: Option<&Value>) -> bool {
-        self.matches_with(&|k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str).map(str::to_string))
+        self.matches_with(&|k: &str| {
+            labels
+                .and_then(|l| l.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
     }
 
     /// Matches an object by its `metadata.labels`.
@@ -250,7 +308,11 @@ impl fmt::Display for LabelSelector {
     /// Upstream's canonical `String()` (`app=web,tier in (a,b)`); what `kubectl get -o wide`
     /// shows and what Scale's `status.selector` holds.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.requirements.iter().map(Requirement::to_string).collect();
+        let parts: Vec<String> = self
+            .requirements
+            .iter()
+            .map(Requirement::to_string)
+            .collect();
         f.write_str(&parts.join(","))
     }
 }
@@ -263,7 +325,9 @@ pub fn selector_string(selector: &Value) -> Result<String, SelectorError> {
 
 /// `metav1.LabelSelectorAsSelector`: `None`/null → nothing, `{}` → everything.
 pub fn label_selector_from_json(selector: Option<&Value>) -> Result<LabelSelector, SelectorError> {
-    let Some(selector) = selector.filter(|v| !v.is_null()) else { return Ok(LabelSelector::nothing()) };
+    let Some(selector) = selector.filter(|v| !v.is_null()) else {
+        return Ok(LabelSelector::nothing());
+    };
     let match_labels = selector.get("matchLabels").and_then(Value::as_object);
     let exprs = array_at(selector, "matchExpressions");
     if match_labels.is_none_or(|m| m.is_empty()) && exprs.is_empty() {
@@ -281,10 +345,22 @@ pub fn label_selector_from_json(selector: Option<&Value>) -> Result<LabelSelecto
             "NotIn" => Operator::NotIn,
             "Exists" => Operator::Exists,
             "DoesNotExist" => Operator::DoesNotExist,
-            other => return Err(SelectorError::new(format!("{} is not a valid label selector operator", go_quote(other)))),
+            other => {
+                return Err(SelectorError::new(format!(
+                    "{} is not a valid label selector operator",
+                    go_quote(other)
+                )));
+            }
         };
-        let values = array_at(expr, "values").iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect();
-        requirements.push(Requirement::new(str_or_empty(expr, "key"), operator, values)?);
+        let values = array_at(expr, "values")
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .collect();
+        requirements.push(Requirement::new(
+            str_or_empty(expr, "key"),
+            operator,
+            values,
+        )?);
     }
     Ok(LabelSelector::from_requirements(requirements))
 }
@@ -361,7 +437,10 @@ fn lex(input: &str) -> Vec<(Token, String)> {
                     pos = end;
                     out.push((tok, input[start..end].to_string()));
                 }
-                None => out.push((Token::Error, format!("error expected: keyword found '{}'", &input[start..pos]))),
+                None => out.push((
+                    Token::Error,
+                    format!("error expected: keyword found '{}'", &input[start..pos]),
+                )),
             }
         } else {
             while pos < bytes.len() && !is_special(bytes[pos]) && !is_whitespace(bytes[pos]) {
@@ -387,11 +466,18 @@ struct Parser {
 
 impl Parser {
     fn new(input: &str) -> Self {
-        Parser { items: lex(input), position: 0 }
+        Parser {
+            items: lex(input),
+            position: 0,
+        }
     }
 
     fn lookahead(&self, ctx: Context) -> (Token, String) {
-        let (tok, lit) = self.items.get(self.position).cloned().unwrap_or((Token::EndOfString, String::new()));
+        let (tok, lit) = self
+            .items
+            .get(self.position)
+            .cloned()
+            .unwrap_or((Token::EndOfString, String::new()));
         (Self::in_context(tok, ctx), lit)
     }
 
@@ -416,9 +502,9 @@ impl Parser {
             let (tok, lit) = self.lookahead(Context::Values);
             match tok {
                 Token::Identifier | Token::DoesNotExist => {
-                    let r = self
-                        .parse_requirement()
-                        .map_err(|e| SelectorError::new(format!("unable to parse requirement: {}", e.message)))?;
+                    let r = self.parse_requirement().map_err(|e| {
+                        SelectorError::new(format!("unable to parse requirement: {}", e.message))
+                    })?;
                     requirements.push(r);
                     let (t, l) = self.consume(Context::Values);
                     match t {
@@ -426,15 +512,23 @@ impl Parser {
                         Token::Comma => {
                             let (t2, l2) = self.lookahead(Context::Values);
                             if t2 != Token::Identifier && t2 != Token::DoesNotExist {
-                                return Err(SelectorError::new(format!("found '{l2}', expected: identifier after ','")));
+                                return Err(SelectorError::new(format!(
+                                    "found '{l2}', expected: identifier after ','"
+                                )));
                             }
                         }
-                        _ => return Err(SelectorError::new(format!("found '{l}', expected: ',' or 'end of string'"))),
+                        _ => {
+                            return Err(SelectorError::new(format!(
+                                "found '{l}', expected: ',' or 'end of string'"
+                            )));
+                        }
                     }
                 }
                 Token::EndOfString => return Ok(requirements),
                 _ => {
-                    return Err(SelectorError::new(format!("found '{lit}', expected: !, identifier, or 'end of string'")));
+                    return Err(SelectorError::new(format!(
+                        "found '{lit}', expected: !, identifier, or 'end of string'"
+                    )));
                 }
             }
         }
@@ -456,19 +550,27 @@ impl Parser {
         Requirement::new(&key, operator, values)
     }
 
-    fn parse_key_and_infer_operator(&mut self) -> Result<(String, Option<Operator>), SelectorError> {
+    fn parse_key_and_infer_operator(
+        &mut self,
+    ) -> Result<(String, Option<Operator>), SelectorError> {
         let (mut tok, mut lit) = self.consume(Context::Values);
         let negated = tok == Token::DoesNotExist;
         if negated {
             (tok, lit) = self.consume(Context::Values);
         }
         if tok != Token::Identifier {
-            return Err(SelectorError::new(format!("found '{lit}', expected: identifier")));
+            return Err(SelectorError::new(format!(
+                "found '{lit}', expected: identifier"
+            )));
         }
         let msgs = is_qualified_name(&lit);
         if !msgs.is_empty() {
             // Upstream's parser passes a nil field path, which prints as `<nil>`.
-            return Err(SelectorError::new(format!("<nil>: Invalid value: {}: {}", go_quote(&lit), msgs.join("; "))));
+            return Err(SelectorError::new(format!(
+                "<nil>: Invalid value: {}: {}",
+                go_quote(&lit),
+                msgs.join("; ")
+            )));
         }
         let (next, _) = self.lookahead(Context::Values);
         let operator = if negated {
@@ -491,7 +593,11 @@ impl Parser {
             Token::LessThan => Operator::LessThan,
             Token::NotIn => Operator::NotIn,
             Token::NotEquals => Operator::NotEquals,
-            _ => return Err(SelectorError::new(format!("found '{lit}', expected: in, notin, =, ==, !=, gt, lt"))),
+            _ => {
+                return Err(SelectorError::new(format!(
+                    "found '{lit}', expected: in, notin, =, ==, !=, gt, lt"
+                )));
+            }
         })
     }
 
@@ -514,7 +620,9 @@ impl Parser {
                 self.consume(Context::Values);
                 Ok(vec![String::new()])
             }
-            _ => Err(SelectorError::new(format!("found '{lit}', expected: ',', ')' or identifier"))),
+            _ => Err(SelectorError::new(format!(
+                "found '{lit}', expected: ',', ')' or identifier"
+            ))),
         }
     }
 
@@ -529,7 +637,11 @@ impl Parser {
                     match tok2 {
                         Token::Comma => continue,
                         Token::ClosedPar => return Ok(values),
-                        _ => return Err(SelectorError::new(format!("found '{lit2}', expected: ',' or ')'"))),
+                        _ => {
+                            return Err(SelectorError::new(format!(
+                                "found '{lit2}', expected: ',' or ')'"
+                            )));
+                        }
                     }
                 }
                 Token::Comma => {
@@ -546,7 +658,11 @@ impl Parser {
                         values.push(String::new());
                     }
                 }
-                _ => return Err(SelectorError::new(format!("found '{lit}', expected: ',', or identifier"))),
+                _ => {
+                    return Err(SelectorError::new(format!(
+                        "found '{lit}', expected: ',', or identifier"
+                    )));
+                }
             }
         }
     }
@@ -560,7 +676,9 @@ impl Parser {
         if tok == Token::Identifier {
             Ok(vec![lit])
         } else {
-            Err(SelectorError::new(format!("found '{lit}', expected: identifier")))
+            Err(SelectorError::new(format!(
+                "found '{lit}', expected: identifier"
+            )))
         }
     }
 }
@@ -587,10 +705,16 @@ impl FieldSelector {
         let mut terms = Vec::new();
         for part in parts.iter().filter(|p| !p.is_empty()) {
             let Some((lhs, op, rhs)) = split_term(part) else {
-                return Err(SelectorError::new(format!("invalid selector: '{selector}'; can't understand '{part}'")));
+                return Err(SelectorError::new(format!(
+                    "invalid selector: '{selector}'; can't understand '{part}'"
+                )));
             };
             let value = unescape_value(rhs)?;
-            terms.push(FieldTerm { field: lhs.to_string(), value, negated: op == "!=" });
+            terms.push(FieldTerm {
+                field: lhs.to_string(),
+                value,
+                negated: op == "!=",
+            });
         }
         Ok(FieldSelector { terms })
     }
@@ -613,7 +737,10 @@ impl FieldSelector {
 
     /// The value the selector pins `field` to with `=`/`==`, if any.
     pub fn requires_exact_match(&self, field: &str) -> Option<&str> {
-        self.terms.iter().find(|t| t.field == field && !t.negated).map(|t| t.value.as_str())
+        self.terms
+            .iter()
+            .find(|t| t.field == field && !t.negated)
+            .map(|t| t.value.as_str())
     }
 
     /// The per-kind field label conversion the list handler runs first (`ConvertFieldLabel`):
@@ -623,7 +750,11 @@ impl FieldSelector {
         let mut terms = Vec::with_capacity(self.terms.len());
         for t in &self.terms {
             let field = convert_field_label(group, resource, &t.field)?;
-            terms.push(FieldTerm { field, value: t.value.clone(), negated: t.negated });
+            terms.push(FieldTerm {
+                field,
+                value: t.value.clone(),
+                negated: t.negated,
+            });
         }
         Ok(FieldSelector { terms })
     }
@@ -634,14 +765,23 @@ impl fmt::Display for FieldSelector {
         let parts: Vec<String> = self
             .terms
             .iter()
-            .map(|t| format!("{}{}{}", t.field, if t.negated { "!=" } else { "=" }, escape_value(&t.value)))
+            .map(|t| {
+                format!(
+                    "{}{}{}",
+                    t.field,
+                    if t.negated { "!=" } else { "=" },
+                    escape_value(&t.value)
+                )
+            })
             .collect();
         f.write_str(&parts.join(","))
     }
 }
 
 fn escape_value(s: &str) -> String {
-    s.replace('\\', "\\\\").replace(',', "\\,").replace('=', "\\=")
+    s.replace('\\', "\\\\")
+        .replace(',', "\\,")
+        .replace('=', "\\=")
 }
 
 fn split_terms(selector: &str) -> Vec<String> {
@@ -709,7 +849,9 @@ fn unescape_value(s: &str) -> Result<String, SelectorError> {
         }
     }
     if in_slash {
-        return Err(SelectorError::new("invalid field selector: invalid escape sequence: \\"));
+        return Err(SelectorError::new(
+            "invalid field selector: invalid escape sequence: \\",
+        ));
     }
     Ok(out)
 }
@@ -732,7 +874,9 @@ fn supported_field_labels(group: &str, resource: &str) -> Option<&'static [&'sta
             "status.nominatedNodeName",
         ],
         ("", "nodes") => &["metadata.name", "spec.unschedulable"],
-        ("", "replicationcontrollers") => &["metadata.name", "metadata.namespace", "status.replicas"],
+        ("", "replicationcontrollers") => {
+            &["metadata.name", "metadata.namespace", "status.replicas"]
+        }
         ("", "events") => &[
             "involvedObject.kind",
             "involvedObject.namespace",
@@ -750,7 +894,12 @@ fn supported_field_labels(group: &str, resource: &str) -> Option<&'static [&'sta
         ],
         ("", "namespaces") => &["status.phase", "metadata.name"],
         ("", "secrets") => &["type", "metadata.namespace", "metadata.name"],
-        ("", "services") => &["metadata.namespace", "metadata.name", "spec.clusterIP", "spec.type"],
+        ("", "services") => &[
+            "metadata.namespace",
+            "metadata.name",
+            "spec.clusterIP",
+            "spec.type",
+        ],
         _ => return None,
     })
 }
@@ -761,7 +910,9 @@ fn convert_field_label(group: &str, resource: &str, label: &str) -> Result<Strin
     }
     match supported_field_labels(group, resource) {
         Some(list) if list.contains(&label) => Ok(label.to_string()),
-        Some(_) => Err(SelectorError::new(format!("field label not supported: {label}"))),
+        Some(_) => Err(SelectorError::new(format!(
+            "field label not supported: {label}"
+        ))),
         None if label == "metadata.name" || label == "metadata.namespace" => Ok(label.to_string()),
         None => Err(SelectorError::new(format!(
             "{} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"",
@@ -772,33 +923,58 @@ fn convert_field_label(group: &str, resource: &str, label: &str) -> Result<Strin
 
 /// Resources whose objects live in no namespace (their field set has no `metadata.namespace`).
 fn cluster_scoped(group: &str, resource: &str) -> bool {
-    matches!((group, resource), ("", "nodes" | "namespaces" | "persistentvolumes"))
+    matches!(
+        (group, resource),
+        ("", "nodes" | "namespaces" | "persistentvolumes")
+    )
 }
 
 /// The fields an object exposes to field selectors (upstream's per-registry `GetAttrs`), with
 /// Go's renderings (`"true"`/`"false"`, decimal integers, `""` for absent).
 pub fn object_fields(group: &str, resource: &str, obj: &Value) -> BTreeMap<String, String> {
     let mut f = BTreeMap::new();
-    let s = |path: &[&str]| at(obj, path).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |path: &[&str]| {
+        at(obj, path)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     f.insert("metadata.name".to_string(), s(&["metadata", "name"]));
     if !cluster_scoped(group, resource) {
-        f.insert("metadata.namespace".to_string(), s(&["metadata", "namespace"]));
+        f.insert(
+            "metadata.namespace".to_string(),
+            s(&["metadata", "namespace"]),
+        );
     }
     match (group, resource) {
         ("", "pods") => {
             let spec = obj.get("spec").unwrap_or(&Value::Null);
             let status = obj.get("status").unwrap_or(&Value::Null);
-            for k in ["nodeName", "restartPolicy", "schedulerName", "serviceAccountName"] {
+            for k in [
+                "nodeName",
+                "restartPolicy",
+                "schedulerName",
+                "serviceAccountName",
+            ] {
                 f.insert(format!("spec.{k}"), str_or_empty(spec, k).to_string());
             }
-            f.insert("spec.hostNetwork".to_string(), bool_at(spec, "hostNetwork").to_string());
-            f.insert("status.phase".to_string(), str_or_empty(status, "phase").to_string());
+            f.insert(
+                "spec.hostNetwork".to_string(),
+                bool_at(spec, "hostNetwork").to_string(),
+            );
+            f.insert(
+                "status.phase".to_string(),
+                str_or_empty(status, "phase").to_string(),
+            );
             let pod_ip = array_at(status, "podIPs")
                 .first()
                 .map(|p| str_or_empty(p, "ip"))
                 .unwrap_or_else(|| str_or_empty(status, "podIP"));
             f.insert("status.podIP".to_string(), pod_ip.to_string());
-            f.insert("status.nominatedNodeName".to_string(), str_or_empty(status, "nominatedNodeName").to_string());
+            f.insert(
+                "status.nominatedNodeName".to_string(),
+                str_or_empty(status, "nominatedNodeName").to_string(),
+            );
         }
         ("", "nodes") => {
             let unschedulable = obj.get("spec").is_some_and(|s| bool_at(s, "unschedulable"));
@@ -816,21 +992,38 @@ pub fn object_fields(group: &str, resource: &str, obj: &Value) -> BTreeMap<Strin
         }
         ("", "events") => {
             let involved = obj.get("involvedObject").unwrap_or(&Value::Null);
-            for k in ["kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"] {
-                f.insert(format!("involvedObject.{k}"), str_or_empty(involved, k).to_string());
+            for k in [
+                "kind",
+                "namespace",
+                "name",
+                "uid",
+                "apiVersion",
+                "resourceVersion",
+                "fieldPath",
+            ] {
+                f.insert(
+                    format!("involvedObject.{k}"),
+                    str_or_empty(involved, k).to_string(),
+                );
             }
             let reporting = str_or_empty(obj, "reportingComponent");
             let mut source = s(&["source", "component"]);
             if source.is_empty() {
                 source = reporting.to_string();
             }
-            f.insert("reason".to_string(), str_or_empty(obj, "reason").to_string());
+            f.insert(
+                "reason".to_string(),
+                str_or_empty(obj, "reason").to_string(),
+            );
             f.insert("reportingComponent".to_string(), reporting.to_string());
             f.insert("source".to_string(), source);
             f.insert("type".to_string(), str_or_empty(obj, "type").to_string());
         }
         ("apps", "replicasets") | ("", "replicationcontrollers") => {
-            let replicas = obj.get("status").and_then(|s| int_at(s, "replicas")).unwrap_or(0);
+            let replicas = obj
+                .get("status")
+                .and_then(|s| int_at(s, "replicas"))
+                .unwrap_or(0);
             f.insert("status.replicas".to_string(), replicas.to_string());
         }
         _ => {}
@@ -844,7 +1037,10 @@ mod tests {
     use serde_json::json;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -873,13 +1069,28 @@ mod tests {
     #[test]
     fn parse_errors_are_upstreams() {
         let cases = [
-            ("a b", "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt"),
+            (
+                "a b",
+                "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt",
+            ),
             ("a=b,", "found '', expected: identifier after ','"),
-            ("=b", "found '=', expected: !, identifier, or 'end of string'"),
-            ("a in b", "unable to parse requirement: found 'b' expected: '('"),
-            ("a in (b c)", "unable to parse requirement: found 'c', expected: ',' or ')'"),
+            (
+                "=b",
+                "found '=', expected: !, identifier, or 'end of string'",
+            ),
+            (
+                "a in b",
+                "unable to parse requirement: found 'b' expected: '('",
+            ),
+            (
+                "a in (b c)",
+                "unable to parse requirement: found 'c', expected: ',' or ')'",
+            ),
             ("a=b=c", "found '=', expected: ',' or 'end of string'"),
-            ("a>x", "unable to parse requirement: values[0]: Invalid value: \"x\": for 'Gt', 'Lt' operators, the value must be an integer"),
+            (
+                "a>x",
+                "unable to parse requirement: values[0]: Invalid value: \"x\": for 'Gt', 'Lt' operators, the value must be an integer",
+            ),
             (
                 "a=b*",
                 "unable to parse requirement: values[0][a]: Invalid value: \"b*\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
@@ -915,7 +1126,11 @@ mod tests {
             ("app=web,tier=back", false),
         ];
         for (input, want) in cases {
-            assert_eq!(LabelSelector::parse(input).unwrap().matches(&l), want, "{input:?}");
+            assert_eq!(
+                LabelSelector::parse(input).unwrap().matches(&l),
+                want,
+                "{input:?}"
+            );
         }
         assert!(!LabelSelector::nothing().matches(&l));
     }
@@ -925,17 +1140,33 @@ mod tests {
         let sel = json!({"matchLabels": {"app": "web"}, "matchExpressions": [
             {"key": "tier", "operator": "In", "values": ["b", "a"]},
             {"key": "legacy", "operator": "DoesNotExist"}]});
-        assert_eq!(selector_string(&sel).unwrap(), "app=web,!legacy,tier in (a,b)");
+        assert_eq!(
+            selector_string(&sel).unwrap(),
+            "app=web,!legacy,tier in (a,b)"
+        );
         let parsed = label_selector_from_json(Some(&sel)).unwrap();
         assert!(parsed.matches_json(Some(&json!({"app": "web", "tier": "a"}))));
         assert!(!parsed.matches_json(Some(&json!({"app": "web", "tier": "a", "legacy": "1"}))));
-        assert!(label_selector_from_json(Some(&json!({}))).unwrap().is_empty());
-        assert!(!label_selector_from_json(None).unwrap().matches(&BTreeMap::new()));
+        assert!(
+            label_selector_from_json(Some(&json!({})))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            !label_selector_from_json(None)
+                .unwrap()
+                .matches(&BTreeMap::new())
+        );
         let bad = json!({"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]});
-        assert_eq!(label_selector_from_json(Some(&bad)).unwrap_err().message, "\"Gt\" is not a valid label selector operator");
+        assert_eq!(
+            label_selector_from_json(Some(&bad)).unwrap_err().message,
+            "\"Gt\" is not a valid label selector operator"
+        );
         let empty_in = json!({"matchExpressions": [{"key": "a", "operator": "In"}]});
         assert_eq!(
-            label_selector_from_json(Some(&empty_in)).unwrap_err().message,
+            label_selector_from_json(Some(&empty_in))
+                .unwrap_err()
+                .message,
             "values: Invalid value: []string(nil): for 'in', 'notin' operators, values set can't be empty"
         );
     }
@@ -948,10 +1179,24 @@ mod tests {
         fields.insert("status.phase".into(), "Failed".into());
         assert!(!sel.matches(&fields));
         assert_eq!(sel.requires_exact_match("spec.nodeName"), Some("node-1"));
-        assert!(FieldSelector::parse("a==b").unwrap().matches(&labels(&[("a", "b")])));
-        assert!(FieldSelector::parse("a=").unwrap().matches(&BTreeMap::new()));
-        assert_eq!(FieldSelector::parse(r"a=x\,y").unwrap().terms()[0].value, "x,y");
-        assert_eq!(FieldSelector::parse("a").unwrap_err().message, "invalid selector: 'a'; can't understand 'a'");
+        assert!(
+            FieldSelector::parse("a==b")
+                .unwrap()
+                .matches(&labels(&[("a", "b")]))
+        );
+        assert!(
+            FieldSelector::parse("a=")
+                .unwrap()
+                .matches(&BTreeMap::new())
+        );
+        assert_eq!(
+            FieldSelector::parse(r"a=x\,y").unwrap().terms()[0].value,
+            "x,y"
+        );
+        assert_eq!(
+            FieldSelector::parse("a").unwrap_err().message,
+            "invalid selector: 'a'; can't understand 'a'"
+        );
         assert_eq!(
             FieldSelector::parse("a=b=c").unwrap_err().message,
             "invalid field selector: unescaped character in value: 61"
@@ -964,19 +1209,36 @@ mod tests {
 
     #[test]
     fn field_label_conversion() {
-        let pods = FieldSelector::parse("spec.host=n1").unwrap().convert_for("", "pods").unwrap();
+        let pods = FieldSelector::parse("spec.host=n1")
+            .unwrap()
+            .convert_for("", "pods")
+            .unwrap();
         assert_eq!(pods.terms()[0].field, "spec.nodeName");
-        let err = FieldSelector::parse("spec.foo=1").unwrap().convert_for("", "pods").unwrap_err();
+        let err = FieldSelector::parse("spec.foo=1")
+            .unwrap()
+            .convert_for("", "pods")
+            .unwrap_err();
         assert_eq!(err.message, "field label not supported: spec.foo");
         assert_eq!(err.to_api_error().code, 400);
-        let err = FieldSelector::parse("metadata.namespace=x").unwrap().convert_for("", "namespaces").unwrap_err();
+        let err = FieldSelector::parse("metadata.namespace=x")
+            .unwrap()
+            .convert_for("", "namespaces")
+            .unwrap_err();
         assert_eq!(err.message, "field label not supported: metadata.namespace");
-        let err = FieldSelector::parse("status.replicas=1").unwrap().convert_for("apps", "replicasets").unwrap_err();
+        let err = FieldSelector::parse("status.replicas=1")
+            .unwrap()
+            .convert_for("apps", "replicasets")
+            .unwrap_err();
         assert_eq!(
             err.message,
             "\"status.replicas\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
         );
-        assert!(FieldSelector::parse("metadata.name=x").unwrap().convert_for("apps", "deployments").is_ok());
+        assert!(
+            FieldSelector::parse("metadata.name=x")
+                .unwrap()
+                .convert_for("apps", "deployments")
+                .is_ok()
+        );
     }
 
     #[test]
@@ -989,10 +1251,18 @@ mod tests {
         assert_eq!(f["spec.hostNetwork"], "true");
         assert_eq!(f["status.podIP"], "10.0.0.5");
         assert_eq!(f["spec.restartPolicy"], "");
-        let node = object_fields("", "nodes", &json!({"metadata": {"name": "n"}, "spec": {"unschedulable": true}}));
+        let node = object_fields(
+            "",
+            "nodes",
+            &json!({"metadata": {"name": "n"}, "spec": {"unschedulable": true}}),
+        );
         assert_eq!(node.get("metadata.namespace"), None);
         assert_eq!(node["spec.unschedulable"], "true");
-        let ev = object_fields("", "events", &json!({"involvedObject": {"kind": "Pod"}, "reportingComponent": "kubelet"}));
+        let ev = object_fields(
+            "",
+            "events",
+            &json!({"involvedObject": {"kind": "Pod"}, "reportingComponent": "kubelet"}),
+        );
         assert_eq!(ev["source"], "kubelet");
         assert_eq!(ev["involvedObject.kind"], "Pod");
         let odd = object_fields("", "pods", &json!([1, 2]));

@@ -705,8 +705,13 @@ fn patch_kind(content_type: &str) -> Result<PatchKind, ApiError> {
     }
 }
 
+/// Upstream answers 422 only where a well-formed patch cannot apply; 400 otherwise.
+fn patch_error(e: strategicpatch::PatchError) -> ApiError {
+    if e.is_unprocessable() { ApiError::new(422, "Invalid", e.to_string()) } else { ApiError::bad_request(e.to_string()) }
+}
+
 fn apply_patch(state: &State, info: &ResourceInfo, kind: PatchKind, current: &Value, patch: &Value) -> Result<Value, ApiError> {
-    let bad = |e: strategicpatch::PatchError| ApiError::new(422, "Invalid", format!("{e}"));
+    let bad = patch_error;
     match kind {
         PatchKind::Json => strategicpatch::json_patch(current, patch).map_err(bad),
         PatchKind::Merge => Ok(strategicpatch::merge_patch(current, patch)),
@@ -1008,8 +1013,7 @@ async fn update_scale(call: &mut Call<'_>) -> Result<Response, ApiError> {
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             // Scale is small and has no lists, so a strategic patch merges like a merge patch.
             match kind {
-                PatchKind::Json => strategicpatch::json_patch(&scale, &patch_body)
-                    .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?,
+                PatchKind::Json => strategicpatch::json_patch(&scale, &patch_body).map_err(patch_error)?,
                 PatchKind::Merge | PatchKind::Strategic => strategicpatch::merge_patch(&scale, &patch_body),
             }
         } else {

@@ -7,7 +7,29 @@
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use store::Store;
+use std::sync::{Arc, Mutex};
+use store::{Backend, CommitBatch, Persisted, SqliteBackend, Store, StoreConfig, StoreError};
+
+/// Wraps a backend to record how long each group commit takes and how many writes it carries.
+struct Timed<B> {
+    inner: B,
+    commits: Arc<Mutex<Vec<(Duration, usize)>>>,
+}
+
+impl<B: Backend> Backend for Timed<B> {
+    fn load(&mut self) -> Result<Persisted, StoreError> {
+        self.inner.load()
+    }
+
+    fn commit(&mut self, batch: &CommitBatch<'_>) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = self.inner.commit(batch);
+        if let Ok(mut commits) = self.commits.lock() {
+            commits.push((started.elapsed(), batch.events.len()));
+        }
+        result
+    }
+}
 
 const LOAD_OBJECTS: usize = 10_000;
 
@@ -73,10 +95,11 @@ async fn run_writers(store: &Store, writers: usize, writes_each: usize) -> (Vec<
                 let mut latencies = Vec::with_capacity(writes_each);
                 let mut rv = None;
                 for i in 0..writes_each {
+                    let object = pod(writer, i);
                     let begun = Instant::now();
                     let entry = match rv {
-                        None => store.create(&key, pod(writer, i)).await,
-                        Some(rv) => store.update(&key, Some(rv), pod(writer, i)).await,
+                        None => store.create(&key, object).await,
+                        Some(rv) => store.update(&key, Some(rv), object).await,
                     }
                     .expect("write");
                     latencies.push(begun.elapsed());
@@ -117,7 +140,9 @@ async fn latency(dir: &Path) {
     println!("write latency, SQLite WAL synchronous=FULL, ~3 KB pods (create, then CAS updates):");
     for (writers, writes_each) in [(1, 1000), (10, 300), (100, 100)] {
         let path = dir.join(format!("latency-{writers}.db"));
-        let store = Store::open_sqlite(&path).expect("open");
+        let commits = Arc::new(Mutex::new(Vec::new()));
+        let backend = Timed { inner: SqliteBackend::open(&path).expect("open"), commits: commits.clone() };
+        let store = Store::open(backend, StoreConfig::default()).expect("open");
         // Warm up: the first commit creates the WAL file.
         store.create("/warmup", json!({"metadata": {}})).await.expect("warm-up write");
         let (latencies, elapsed) = run_writers(&store, writers, writes_each).await;
@@ -130,6 +155,17 @@ async fn latency(dir: &Path) {
             latencies.len() as f64 / elapsed.as_secs_f64(),
         );
         store.close().await;
+        let mut commits = commits.lock().map(|commits| commits.clone()).unwrap_or_default();
+        let writes: usize = commits.iter().map(|(_, writes)| writes).sum();
+        let batches = commits.len().max(1);
+        commits.sort();
+        let durations: Vec<Duration> = commits.iter().map(|(duration, _)| *duration).collect();
+        println!(
+            "               {batches:>6} commits   {:>5.1} writes each  commit p50 {:>6.2} ms  p99 {:>6.2} ms",
+            writes as f64 / batches as f64,
+            ms(percentile(&durations, 0.50)),
+            ms(percentile(&durations, 0.99)),
+        );
     }
 }
 
@@ -160,6 +196,11 @@ async fn main() {
         && mode == "--load"
     {
         load(Path::new(&path)).await;
+        return;
+    }
+    if std::env::var_os("BENCH_LATENCY_ONLY").is_some() {
+        let temp = tempfile::tempdir().expect("temp dir");
+        latency(temp.path()).await;
         return;
     }
     let temp = tempfile::tempdir().expect("temp dir");

@@ -96,6 +96,7 @@ impl SqliteBackend {
         connection.execute_batch(SCHEMA).map_err(sql)?;
         connection.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(sql)?;
 
+        if std::env::var_os("EXP_AUTOCKPT").is_some() { connection.pragma_update(None, "wal_autocheckpoint", 1000).map_err(sql)?; }
         let checkpointer = Checkpointer::start(path)?;
         Ok(SqliteBackend { connection, checkpointer: Some(checkpointer), _lock: lock })
     }
@@ -121,7 +122,8 @@ impl Checkpointer {
             .name("store-checkpoint".to_string())
             .spawn(move || {
                 // Disconnection (the backend dropped its sender) is the stop signal.
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_INTERVAL) {
+                let interval = if std::env::var_os("EXP_AUTOCKPT").is_some() { Duration::from_secs(3600) } else { CHECKPOINT_INTERVAL };
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
                     if let Err(error) = checkpoint(&connection) {
                         tracing::warn!(%error, "SQLite checkpoint failed; will retry");
                     }

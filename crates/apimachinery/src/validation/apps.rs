@@ -4,23 +4,26 @@
 
 use serde_json::{Map, Value};
 
-use crate::access::{array_at, at, child, index, int_at, str_at, str_or_empty};
+use crate::access::{array_at, at, child, index, int_at, str_or_empty};
 use crate::errors::FieldError;
 use crate::gosyntax;
 use crate::names::is_valid_percent;
 use crate::selectors::label_selector_from_json;
 
 use super::meta::{validate_label_name, validate_labels};
-use super::pod::{template_labels, validate_pod_template, validate_restart_policy};
+use super::pod::{template_labels, validate_pod_template};
 
 fn spec_of(obj: &Value) -> &Value {
     static EMPTY: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
-    obj.get("spec").filter(|s| s.is_object()).unwrap_or_else(|| EMPTY.get_or_init(|| Value::Object(Map::new())))
+    obj.get("spec")
+        .filter(|s| s.is_object())
+        .unwrap_or_else(|| EMPTY.get_or_init(|| Value::Object(Map::new())))
 }
 
 fn nonnegative(spec: &Value, field: &str, path: &str) -> Option<FieldError> {
     let v = int_at(spec, field)?;
-    (v < 0).then(|| FieldError::invalid(child(path, field), v, "must be greater than or equal to 0"))
+    (v < 0)
+        .then(|| FieldError::invalid(child(path, field), v, "must be greater than or equal to 0"))
 }
 
 /// `metav1validation.ValidateLabelSelector` (label values must be valid).
@@ -32,7 +35,10 @@ fn validate_label_selector(selector: &Value, path: &str) -> Vec<FieldError> {
         match str_or_empty(expr, "operator") {
             "In" | "NotIn" => {
                 if values.is_empty() {
-                    errs.push(FieldError::required(child(&e_path, "values"), "must be specified when `operator` is 'In' or 'NotIn'"));
+                    errs.push(FieldError::required(
+                        child(&e_path, "values"),
+                        "must be specified when `operator` is 'In' or 'NotIn'",
+                    ));
                 }
             }
             "Exists" | "DoesNotExist" => {
@@ -43,13 +49,24 @@ fn validate_label_selector(selector: &Value, path: &str) -> Vec<FieldError> {
                     ));
                 }
             }
-            other => errs.push(FieldError::invalid(child(&e_path, "operator"), other, "not a valid selector operator")),
+            other => errs.push(FieldError::invalid(
+                child(&e_path, "operator"),
+                other,
+                "not a valid selector operator",
+            )),
         }
-        errs.extend(validate_label_name(str_or_empty(expr, "key"), &child(&e_path, "key")));
+        errs.extend(validate_label_name(
+            str_or_empty(expr, "key"),
+            &child(&e_path, "key"),
+        ));
         for (j, v) in values.iter().enumerate() {
             let v = v.as_str().unwrap_or("");
             for msg in crate::names::is_valid_label_value(v) {
-                errs.push(FieldError::invalid(index(&child(&e_path, "values"), j), v, msg));
+                errs.push(FieldError::invalid(
+                    index(&child(&e_path, "values"), j),
+                    v,
+                    msg,
+                ));
             }
         }
     }
@@ -57,7 +74,10 @@ fn validate_label_selector(selector: &Value, path: &str) -> Vec<FieldError> {
 }
 
 fn selector_is_empty(selector: &Value) -> bool {
-    selector.get("matchLabels").and_then(Value::as_object).is_none_or(|m| m.is_empty())
+    selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .is_none_or(|m| m.is_empty())
         && array_at(selector, "matchExpressions").is_empty()
 }
 
@@ -83,16 +103,28 @@ fn validate_replicated_spec(obj: &Value, controller: &str) -> Vec<FieldError> {
             if selector_is_empty(sel) {
                 // Upstream says "deployment" for ReplicaSets too.
                 errs.push(
-                    FieldError::invalid("spec.selector", sel.clone(), "empty selector is invalid for deployment")
-                        .rendered_as(gosyntax::label_selector(sel)),
+                    FieldError::invalid(
+                        "spec.selector",
+                        sel.clone(),
+                        "empty selector is invalid for deployment",
+                    )
+                    .rendered_as(gosyntax::label_selector(sel)),
                 );
             }
         }
     }
     match label_selector_from_json(selector) {
         Err(_) => errs.push(
-            FieldError::invalid("spec.selector", selector.cloned().unwrap_or(Value::Null), "invalid label selector")
-                .rendered_as(selector.map(gosyntax::label_selector).unwrap_or_else(|| "null".into())),
+            FieldError::invalid(
+                "spec.selector",
+                selector.cloned().unwrap_or(Value::Null),
+                "invalid label selector",
+            )
+            .rendered_as(
+                selector
+                    .map(gosyntax::label_selector)
+                    .unwrap_or_else(|| "null".into()),
+            ),
         ),
         Ok(parsed) => {
             if !parsed.is_empty() && !parsed.matches_json(template_labels(obj)) {
@@ -103,9 +135,15 @@ fn validate_replicated_spec(obj: &Value, controller: &str) -> Vec<FieldError> {
                 None => errs.push(FieldError::required("spec.template", "")),
                 Some(t) => {
                     errs.extend(validate_pod_template(t, "spec.template"));
-                    let restart = at(t, &["spec", "restartPolicy"]).and_then(Value::as_str).unwrap_or("");
+                    let restart = at(t, &["spec", "restartPolicy"])
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
                     if restart != "Always" {
-                        errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", restart, &["Always"]));
+                        errs.push(FieldError::not_supported(
+                            "spec.template.spec.restartPolicy",
+                            restart,
+                            &["Always"],
+                        ));
                     }
                     if at(t, &["spec", "activeDeadlineSeconds"]).is_some_and(|v| !v.is_null()) {
                         errs.push(FieldError::forbidden(
@@ -130,7 +168,11 @@ pub(crate) fn validate_deployment_spec(obj: &Value) -> Vec<FieldError> {
     if let Some(deadline) = int_at(spec, "progressDeadlineSeconds") {
         errs.extend(nonnegative(spec, "progressDeadlineSeconds", "spec"));
         if deadline <= int_at(spec, "minReadySeconds").unwrap_or(0) {
-            errs.push(FieldError::invalid("spec.progressDeadlineSeconds", deadline, "must be greater than minReadySeconds"));
+            errs.push(FieldError::invalid(
+                "spec.progressDeadlineSeconds",
+                deadline,
+                "must be greater than minReadySeconds",
+            ));
         }
     }
     errs
@@ -162,16 +204,29 @@ pub(crate) fn validate_daemon_set_spec(obj: &Value) -> Vec<FieldError> {
         && selector_is_empty(sel)
     {
         errs.push(
-            FieldError::invalid("spec.selector", sel.clone(), "empty selector is invalid for daemonset")
-                .rendered_as(gosyntax::label_selector(sel)),
+            FieldError::invalid(
+                "spec.selector",
+                sel.clone(),
+                "empty selector is invalid for daemonset",
+            )
+            .rendered_as(gosyntax::label_selector(sel)),
         );
     }
     let empty = Value::Object(Map::new());
-    let template = spec.get("template").filter(|t| t.is_object()).unwrap_or(&empty);
+    let template = spec
+        .get("template")
+        .filter(|t| t.is_object())
+        .unwrap_or(&empty);
     errs.extend(validate_pod_template(template, "spec.template"));
-    let restart = at(template, &["spec", "restartPolicy"]).and_then(Value::as_str).unwrap_or("");
+    let restart = at(template, &["spec", "restartPolicy"])
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if restart != "Always" {
-        errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", restart, &["Always"]));
+        errs.push(FieldError::not_supported(
+            "spec.template.spec.restartPolicy",
+            restart,
+            &["Always"],
+        ));
     }
     if at(template, &["spec", "activeDeadlineSeconds"]).is_some_and(|v| !v.is_null()) {
         errs.push(FieldError::forbidden(
@@ -182,7 +237,6 @@ pub(crate) fn validate_daemon_set_spec(obj: &Value) -> Vec<FieldError> {
     errs.extend(nonnegative(spec, "minReadySeconds", "spec"));
     errs.extend(validate_daemon_set_strategy(spec.get("updateStrategy")));
     errs.extend(nonnegative(spec, "revisionHistoryLimit", "spec"));
-    let _ = validate_restart_policy;
     errs
 }
 
@@ -210,7 +264,11 @@ fn int_or_percent_value(v: Option<&Value>) -> i64 {
         return p;
     }
     let (is_string, i, s) = int_or_string(v);
-    if is_string { s.parse::<i64>().unwrap_or(0) } else { i }
+    if is_string {
+        s.parse::<i64>().unwrap_or(0)
+    } else {
+        i
+    }
 }
 
 fn validate_positive_int_or_percent(v: Option<&Value>, path: &str) -> Vec<FieldError> {
@@ -223,7 +281,11 @@ fn validate_positive_int_or_percent(v: Option<&Value>, path: &str) -> Vec<FieldE
         Some(Value::Number(n)) => {
             let value = n.as_i64().unwrap_or(0);
             if value < 0 {
-                vec![FieldError::invalid(path, value, "must be greater than or equal to 0")]
+                vec![FieldError::invalid(
+                    path,
+                    value,
+                    "must be greater than or equal to 0",
+                )]
             } else {
                 Vec::new()
             }
@@ -235,8 +297,12 @@ fn validate_positive_int_or_percent(v: Option<&Value>, path: &str) -> Vec<FieldE
 fn not_more_than_100_percent(v: Option<&Value>, path: &str) -> Option<FieldError> {
     let p = percent_value(v)?;
     (p > 100).then(|| {
-        FieldError::invalid(path, v.cloned().unwrap_or(Value::Null), "must not be greater than 100%")
-            .rendered_as(gosyntax::int_or_string(v))
+        FieldError::invalid(
+            path,
+            v.cloned().unwrap_or(Value::Null),
+            "must not be greater than 100%",
+        )
+        .rendered_as(gosyntax::int_or_string(v))
     })
 }
 
@@ -267,14 +333,25 @@ fn validate_deployment_strategy(strategy: Option<&Value>) -> Vec<FieldError> {
             }
         }
         "RollingUpdate" => match rolling {
-            None => errs.push(FieldError::required("spec.strategy.rollingUpdate", "this should be defaulted and never be nil")),
+            None => errs.push(FieldError::required(
+                "spec.strategy.rollingUpdate",
+                "this should be defaulted and never be nil",
+            )),
             Some(r) => {
                 let max_unavailable = r.get("maxUnavailable");
                 let max_surge = r.get("maxSurge");
                 let p = "spec.strategy.rollingUpdate";
-                errs.extend(validate_positive_int_or_percent(max_unavailable, &child(p, "maxUnavailable")));
-                errs.extend(validate_positive_int_or_percent(max_surge, &child(p, "maxSurge")));
-                if int_or_percent_value(max_unavailable) == 0 && int_or_percent_value(max_surge) == 0 {
+                errs.extend(validate_positive_int_or_percent(
+                    max_unavailable,
+                    &child(p, "maxUnavailable"),
+                ));
+                errs.extend(validate_positive_int_or_percent(
+                    max_surge,
+                    &child(p, "maxSurge"),
+                ));
+                if int_or_percent_value(max_unavailable) == 0
+                    && int_or_percent_value(max_surge) == 0
+                {
                     errs.push(
                         FieldError::invalid(
                             child(p, "maxUnavailable"),
@@ -284,12 +361,23 @@ fn validate_deployment_strategy(strategy: Option<&Value>) -> Vec<FieldError> {
                         .rendered_as(gosyntax::int_or_string(max_unavailable)),
                     );
                 }
-                errs.extend(not_more_than_100_percent(max_unavailable, &child(p, "maxUnavailable")));
+                errs.extend(not_more_than_100_percent(
+                    max_unavailable,
+                    &child(p, "maxUnavailable"),
+                ));
             }
         },
         _ => errs.push(
-            FieldError::not_supported("spec.strategy", strategy.clone(), &["Recreate", "RollingUpdate"])
-                .rendered_as(strategy_rendering(strategy, "DeploymentStrategy", "RollingUpdateDeployment")),
+            FieldError::not_supported(
+                "spec.strategy",
+                strategy.clone(),
+                &["Recreate", "RollingUpdate"],
+            )
+            .rendered_as(strategy_rendering(
+                strategy,
+                "DeploymentStrategy",
+                "RollingUpdateDeployment",
+            )),
         ),
     }
     errs
@@ -309,9 +397,18 @@ fn validate_daemon_set_strategy(strategy: Option<&Value>) -> Vec<FieldError> {
             };
             let max_unavailable = r.get("maxUnavailable");
             let max_surge = r.get("maxSurge");
-            errs.extend(validate_positive_int_or_percent(max_unavailable, &child(p, "maxUnavailable")));
-            errs.extend(validate_positive_int_or_percent(max_surge, &child(p, "maxSurge")));
-            errs.extend(not_more_than_100_percent(max_unavailable, &child(p, "maxUnavailable")));
+            errs.extend(validate_positive_int_or_percent(
+                max_unavailable,
+                &child(p, "maxUnavailable"),
+            ));
+            errs.extend(validate_positive_int_or_percent(
+                max_surge,
+                &child(p, "maxSurge"),
+            ));
+            errs.extend(not_more_than_100_percent(
+                max_unavailable,
+                &child(p, "maxUnavailable"),
+            ));
             errs.extend(not_more_than_100_percent(max_surge, &child(p, "maxSurge")));
             let has_unavailable = int_or_percent_value(max_unavailable) != 0;
             let has_surge = int_or_percent_value(max_surge) != 0;
@@ -325,12 +422,23 @@ fn validate_daemon_set_strategy(strategy: Option<&Value>) -> Vec<FieldError> {
                     .rendered_as(gosyntax::int_or_string(max_surge)),
                 );
             } else if !has_unavailable && !has_surge {
-                errs.push(FieldError::required(child(p, "maxUnavailable"), "cannot be 0 when maxSurge is 0"));
+                errs.push(FieldError::required(
+                    child(p, "maxUnavailable"),
+                    "cannot be 0 when maxSurge is 0",
+                ));
             }
         }
         _ => errs.push(
-            FieldError::not_supported("spec.updateStrategy", strategy.clone(), &["RollingUpdate", "OnDelete"])
-                .rendered_as(strategy_rendering(strategy, "DaemonSetUpdateStrategy", "RollingUpdateDaemonSet")),
+            FieldError::not_supported(
+                "spec.updateStrategy",
+                strategy.clone(),
+                &["RollingUpdate", "OnDelete"],
+            )
+            .rendered_as(strategy_rendering(
+                strategy,
+                "DaemonSetUpdateStrategy",
+                "RollingUpdateDaemonSet",
+            )),
         ),
     }
     errs
@@ -344,8 +452,16 @@ pub(crate) fn validate_selector_unchanged(new: &Value, old: &Value) -> Vec<Field
         return Vec::new();
     }
     vec![
-        FieldError::invalid("spec.selector", new_sel.cloned().unwrap_or(Value::Null), "field is immutable")
-            .rendered_as(new_sel.map(gosyntax::label_selector).unwrap_or_else(|| "null".into())),
+        FieldError::invalid(
+            "spec.selector",
+            new_sel.cloned().unwrap_or(Value::Null),
+            "field is immutable",
+        )
+        .rendered_as(
+            new_sel
+                .map(gosyntax::label_selector)
+                .unwrap_or_else(|| "null".into()),
+        ),
     ]
 }
 
@@ -360,6 +476,5 @@ fn normalize_selector(sel: Option<&Value>) -> Option<Value> {
     if let Some(exprs) = sel.get("matchExpressions").filter(|l| !l.is_null()) {
         out.insert("matchExpressions".into(), exprs.clone());
     }
-    let _ = str_at;
     Some(Value::Object(out))
 }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::access::{array_at, at, child, index, str_or_empty};
+use crate::access::{array_at, child, index, str_or_empty};
 use crate::errors::FieldError;
 use crate::names::{NameRule, is_qualified_name, is_valid_label_value};
 
@@ -13,7 +13,9 @@ pub const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
 /// `metav1validation.ValidateLabels`: errors point at the map, not the key.
 pub(crate) fn validate_labels(labels: Option<&Value>, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let Some(map) = labels.and_then(Value::as_object) else { return errs };
+    let Some(map) = labels.and_then(Value::as_object) else {
+        return errs;
+    };
     for (k, v) in map {
         errs.extend(validate_label_name(k, path));
         if let Some(v) = v.as_str() {
@@ -26,18 +28,25 @@ pub(crate) fn validate_labels(labels: Option<&Value>, path: &str) -> Vec<FieldEr
 }
 
 pub(crate) fn validate_label_name(name: &str, path: &str) -> Vec<FieldError> {
-    is_qualified_name(name).into_iter().map(|msg| FieldError::invalid(path, name, msg)).collect()
+    is_qualified_name(name)
+        .into_iter()
+        .map(|msg| FieldError::invalid(path, name, msg))
+        .collect()
 }
 
 pub(crate) fn validate_annotations(annotations: Option<&Value>, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let Some(map) = annotations.and_then(Value::as_object) else { return errs };
+    let Some(map) = annotations.and_then(Value::as_object) else {
+        return errs;
+    };
     let mut total = 0usize;
     for (k, v) in map {
         for msg in is_qualified_name(&k.to_lowercase()) {
             errs.push(FieldError::invalid(path, k.as_str(), msg));
         }
-        total = total.saturating_add(k.len()).saturating_add(v.as_str().map_or(0, str::len));
+        total = total
+            .saturating_add(k.len())
+            .saturating_add(v.as_str().map_or(0, str::len));
     }
     if total > TOTAL_ANNOTATION_SIZE_LIMIT {
         errs.push(FieldError::too_long(path, TOTAL_ANNOTATION_SIZE_LIMIT));
@@ -52,9 +61,17 @@ fn validate_owner_references(meta: &Value, path: &str) -> Vec<FieldError> {
         let api_version = str_or_empty(r, "apiVersion");
         let version = api_version.rsplit('/').next().unwrap_or("");
         if version.is_empty() || api_version.matches('/').count() > 1 {
-            errs.push(FieldError::invalid(child(&path, "apiVersion"), api_version, "version must not be empty"));
+            errs.push(FieldError::invalid(
+                child(&path, "apiVersion"),
+                api_version,
+                "version must not be empty",
+            ));
         }
-        for (field, detail) in [("kind", "must not be empty"), ("name", "must not be empty"), ("uid", "must not be empty")] {
+        for (field, detail) in [
+            ("kind", "must not be empty"),
+            ("name", "must not be empty"),
+            ("uid", "must not be empty"),
+        ] {
             let value = str_or_empty(r, field);
             if value.is_empty() {
                 errs.push(FieldError::invalid(child(&path, field), value, detail));
@@ -69,15 +86,26 @@ fn validate_owner_references(meta: &Value, path: &str) -> Vec<FieldError> {
 fn validate_finalizers(meta: &Value, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let list_path = child(path, "finalizers");
-    let finalizers: Vec<&str> = array_at(meta, "finalizers").iter().filter_map(Value::as_str).collect();
+    let finalizers: Vec<&str> = array_at(meta, "finalizers")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     for f in &finalizers {
-        errs.extend(is_qualified_name(f).into_iter().map(|m| FieldError::invalid(&list_path, *f, m)));
+        errs.extend(
+            is_qualified_name(f)
+                .into_iter()
+                .map(|m| FieldError::invalid(&list_path, *f, m)),
+        );
     }
     if finalizers.contains(&"orphan") && finalizers.contains(&"foregroundDeletion") {
         let rendered = crate::gosyntax::string_slice(meta.get("finalizers"));
         errs.push(
-            FieldError::invalid(&list_path, meta.get("finalizers").cloned().unwrap_or(Value::Null), "finalizer orphan and foregroundDeletion cannot be both set")
-                .rendered_as(rendered),
+            FieldError::invalid(
+                &list_path,
+                meta.get("finalizers").cloned().unwrap_or(Value::Null),
+                "finalizer orphan and foregroundDeletion cannot be both set",
+            )
+            .rendered_as(rendered),
         );
     }
     errs.extend(validate_kube_finalizers(&finalizers, &list_path));
@@ -89,9 +117,17 @@ pub(crate) fn validate_kube_finalizers(finalizers: &[&str], list_path: &str) -> 
     let mut errs = Vec::new();
     for (i, f) in finalizers.iter().enumerate() {
         let path = index(list_path, i);
-        errs.extend(is_qualified_name(f).into_iter().map(|m| FieldError::invalid(&path, *f, m)));
+        errs.extend(
+            is_qualified_name(f)
+                .into_iter()
+                .map(|m| FieldError::invalid(&path, *f, m)),
+        );
         if !f.contains('/') && !matches!(*f, "kubernetes" | "orphan" | "foregroundDeletion") {
-            errs.push(FieldError::invalid(&path, *f, "name is neither a standard finalizer name nor is it fully qualified"));
+            errs.push(FieldError::invalid(
+                &path,
+                *f,
+                "name is neither a standard finalizer name nor is it fully qualified",
+            ));
         }
     }
     errs
@@ -99,19 +135,34 @@ pub(crate) fn validate_kube_finalizers(finalizers: &[&str], list_path: &str) -> 
 
 /// `ValidateObjectMeta` on create: name or generateName, namespace presence, labels,
 /// annotations, owner references, finalizers.
-pub fn validate_object_meta(obj: &Value, namespaced: bool, rule: NameRule, path: &str) -> Vec<FieldError> {
+pub fn validate_object_meta(
+    obj: &Value,
+    namespaced: bool,
+    rule: NameRule,
+    path: &str,
+) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let empty = Value::Null;
-    let meta = obj.get("metadata").filter(|m| m.is_object()).unwrap_or(&empty);
+    let meta = obj
+        .get("metadata")
+        .filter(|m| m.is_object())
+        .unwrap_or(&empty);
     let generate_name = str_or_empty(meta, "generateName");
     if !generate_name.is_empty() {
         for msg in rule.check(generate_name, true) {
-            errs.push(FieldError::invalid(child(path, "generateName"), generate_name, msg));
+            errs.push(FieldError::invalid(
+                child(path, "generateName"),
+                generate_name,
+                msg,
+            ));
         }
     }
     let name = str_or_empty(meta, "name");
     if name.is_empty() {
-        errs.push(FieldError::required(child(path, "name"), "name or generateName is required"));
+        errs.push(FieldError::required(
+            child(path, "name"),
+            "name or generateName is required",
+        ));
     } else {
         for msg in rule.check(name, false) {
             errs.push(FieldError::invalid(child(path, "name"), name, msg));
@@ -123,19 +174,33 @@ pub fn validate_object_meta(obj: &Value, namespaced: bool, rule: NameRule, path:
             errs.push(FieldError::required(child(path, "namespace"), ""));
         } else {
             for msg in NameRule::Dns1123Label.check(namespace, false) {
-                errs.push(FieldError::invalid(child(path, "namespace"), namespace, msg));
+                errs.push(FieldError::invalid(
+                    child(path, "namespace"),
+                    namespace,
+                    msg,
+                ));
             }
         }
     } else if !namespace.is_empty() {
-        errs.push(FieldError::forbidden(child(path, "namespace"), "not allowed on this type"));
+        errs.push(FieldError::forbidden(
+            child(path, "namespace"),
+            "not allowed on this type",
+        ));
     }
     if let Some(generation) = meta.get("generation").and_then(Value::as_i64)
         && generation < 0
     {
-        errs.push(FieldError::invalid(child(path, "generation"), generation, "must be greater than or equal to 0"));
+        errs.push(FieldError::invalid(
+            child(path, "generation"),
+            generation,
+            "must be greater than or equal to 0",
+        ));
     }
     errs.extend(validate_labels(meta.get("labels"), &child(path, "labels")));
-    errs.extend(validate_annotations(meta.get("annotations"), &child(path, "annotations")));
+    errs.extend(validate_annotations(
+        meta.get("annotations"),
+        &child(path, "annotations"),
+    ));
     errs.extend(validate_owner_references(meta, path));
     errs.extend(validate_finalizers(meta, path));
     errs
@@ -147,14 +212,37 @@ pub fn validate_object_meta(obj: &Value, namespaced: bool, rule: NameRule, path:
 pub fn validate_object_meta_update(new: &Value, old: &Value, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let empty = Value::Null;
-    let new_meta = new.get("metadata").filter(|m| m.is_object()).unwrap_or(&empty);
-    let old_meta = old.get("metadata").filter(|m| m.is_object()).unwrap_or(&empty);
-    let new_generation = new_meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
-    let old_generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
+    let new_meta = new
+        .get("metadata")
+        .filter(|m| m.is_object())
+        .unwrap_or(&empty);
+    let old_meta = old
+        .get("metadata")
+        .filter(|m| m.is_object())
+        .unwrap_or(&empty);
+    let new_generation = new_meta
+        .get("generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let old_generation = old_meta
+        .get("generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     if new_generation < old_generation {
-        errs.push(FieldError::invalid(child(path, "generation"), new_generation, "must not be decremented"));
+        errs.push(FieldError::invalid(
+            child(path, "generation"),
+            new_generation,
+            "must not be decremented",
+        ));
     }
-    for field in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+    for field in [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
         let new_value = new_meta.get(field).filter(|v| !v.is_null() && *v != "");
         let old_value = old_meta.get(field).filter(|v| !v.is_null() && *v != "");
         if new_value != old_value {
@@ -165,11 +253,23 @@ pub fn validate_object_meta_update(new: &Value, old: &Value, path: &str) -> Vec<
             ));
         }
     }
-    errs.extend(validate_labels(new_meta.get("labels"), &child(path, "labels")));
-    errs.extend(validate_annotations(new_meta.get("annotations"), &child(path, "annotations")));
+    errs.extend(validate_labels(
+        new_meta.get("labels"),
+        &child(path, "labels"),
+    ));
+    errs.extend(validate_annotations(
+        new_meta.get("annotations"),
+        &child(path, "annotations"),
+    ));
     errs.extend(validate_owner_references(new_meta, path));
-    let finalizers: Vec<&str> = array_at(new_meta, "finalizers").iter().filter_map(Value::as_str).collect();
-    errs.extend(validate_kube_finalizers(&finalizers, &child(path, "finalizers")));
+    let finalizers: Vec<&str> = array_at(new_meta, "finalizers")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    errs.extend(validate_kube_finalizers(
+        &finalizers,
+        &child(path, "finalizers"),
+    ));
     errs
 }
 
@@ -182,15 +282,18 @@ fn empty_like(like: Option<&Value>) -> Value {
 }
 
 /// `ValidateImmutableField` for a JSON-valued field (`field is immutable`).
-pub(crate) fn immutable(new: Option<&Value>, old: Option<&Value>, path: &str) -> Option<FieldError> {
+pub(crate) fn immutable(
+    new: Option<&Value>,
+    old: Option<&Value>,
+    path: &str,
+) -> Option<FieldError> {
     let norm = |v: Option<&Value>| v.filter(|v| !v.is_null()).cloned();
     if norm(new) == norm(old) {
         return None;
     }
-    Some(FieldError::invalid(path, new.cloned().unwrap_or(Value::Null), "field is immutable"))
-}
-
-/// `metadata.<key>` of an object, if any.
-pub(crate) fn meta_field<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
-    at(obj, &["metadata", key])
+    Some(FieldError::invalid(
+        path,
+        new.cloned().unwrap_or(Value::Null),
+        "field is immutable",
+    ))
 }

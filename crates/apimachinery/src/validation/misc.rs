@@ -7,7 +7,10 @@ use serde_json::{Map, Value};
 
 use crate::access::{array_at, at, child, index, int_at, key, str_at, str_or_empty};
 use crate::errors::FieldError;
-use crate::names::{is_config_map_key, is_dns1123_label, is_dns1123_subdomain, is_valid_label_value, is_valid_port_num};
+use crate::names::{
+    is_config_map_key, is_dns1123_label, is_dns1123_subdomain, is_valid_label_value,
+    is_valid_port_num,
+};
 
 use super::meta::{immutable, validate_kube_finalizers, validate_label_name};
 use super::pod::validate_protocol;
@@ -17,19 +20,29 @@ use super::service::{validate_cidr, validate_ip};
 pub const MAX_DATA_SIZE: usize = 1024 * 1024;
 
 pub(crate) fn validate_namespace(ns: &Value) -> Vec<FieldError> {
-    let finalizers: Vec<&str> =
-        at(ns, &["spec", "finalizers"]).map(|f| array_at_value(f)).unwrap_or_default();
+    let finalizers: Vec<&str> = at(ns, &["spec", "finalizers"])
+        .map(|f| array_at_value(f))
+        .unwrap_or_default();
     validate_kube_finalizers(&finalizers, "spec.finalizers")
 }
 
 fn array_at_value(v: &Value) -> Vec<&str> {
-    v.as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
 }
 
-fn validate_data_keys(obj: &Value, field: &str, other: &str, values_size: impl Fn(&Value) -> usize) -> (Vec<FieldError>, usize) {
+fn validate_data_keys(
+    obj: &Value,
+    field: &str,
+    other: &str,
+    values_size: impl Fn(&Value) -> usize,
+) -> (Vec<FieldError>, usize) {
     let mut errs = Vec::new();
     let mut total = 0usize;
-    let Some(map) = obj.get(field).and_then(Value::as_object) else { return (errs, 0) };
+    let Some(map) = obj.get(field).and_then(Value::as_object) else {
+        return (errs, 0);
+    };
     let other_map = obj.get(other).and_then(Value::as_object);
     for (k, v) in map {
         let path = key(field, k);
@@ -37,7 +50,11 @@ fn validate_data_keys(obj: &Value, field: &str, other: &str, values_size: impl F
             errs.push(FieldError::invalid(&path, k.as_str(), msg));
         }
         if field == "data" && other_map.is_some_and(|o| o.contains_key(k)) {
-            errs.push(FieldError::invalid(&path, k.as_str(), format!("duplicate of key present in {other}")));
+            errs.push(FieldError::invalid(
+                &path,
+                k.as_str(),
+                format!("duplicate of key present in {other}"),
+            ));
         }
         total = total.saturating_add(values_size(v));
     }
@@ -65,8 +82,22 @@ pub(crate) fn validate_secret(secret: &Value) -> Vec<FieldError> {
     }
     match str_or_empty(secret, "type") {
         "kubernetes.io/service-account-token" => {
-            if at(secret, &["metadata", "annotations", "kubernetes.io/service-account.name"]).and_then(Value::as_str).unwrap_or("").is_empty() {
-                errs.push(FieldError::required("metadata.annotations[kubernetes.io/service-account.name]", ""));
+            if at(
+                secret,
+                &[
+                    "metadata",
+                    "annotations",
+                    "kubernetes.io/service-account.name",
+                ],
+            )
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+            {
+                errs.push(FieldError::required(
+                    "metadata.annotations[kubernetes.io/service-account.name]",
+                    "",
+                ));
             }
         }
         "kubernetes.io/dockerconfigjson" => {
@@ -87,7 +118,9 @@ pub(crate) fn validate_secret(secret: &Value) -> Vec<FieldError> {
 }
 
 pub(crate) fn validate_secret_update(new: &Value, old: &Value) -> Vec<FieldError> {
-    immutable(new.get("type"), old.get("type"), "type").into_iter().collect()
+    immutable(new.get("type"), old.get("type"), "type")
+        .into_iter()
+        .collect()
 }
 
 /// ConfigMaps and Secrets marked `immutable: true` keep their data and the flag.
@@ -97,12 +130,21 @@ pub(crate) fn validate_immutable_data(new: &Value, old: &Value) -> Vec<FieldErro
         return errs;
     }
     if new.get("immutable").and_then(Value::as_bool) != Some(true) {
-        errs.push(FieldError::forbidden("immutable", "field is immutable when `immutable` is set"));
+        errs.push(FieldError::forbidden(
+            "immutable",
+            "field is immutable when `immutable` is set",
+        ));
     }
     for field in ["data", "binaryData", "stringData"] {
-        let norm = |v: Option<&Value>| v.filter(|x| !x.is_null() && x.as_object().is_none_or(|m| !m.is_empty())).cloned();
+        let norm = |v: Option<&Value>| {
+            v.filter(|x| !x.is_null() && x.as_object().is_none_or(|m| !m.is_empty()))
+                .cloned()
+        };
         if field != "stringData" && norm(new.get(field)) != norm(old.get(field)) {
-            errs.push(FieldError::forbidden(field, "field is immutable when `immutable` is set"));
+            errs.push(FieldError::forbidden(
+                field,
+                "field is immutable when `immutable` is set",
+            ));
         }
     }
     errs
@@ -115,7 +157,10 @@ pub(crate) fn validate_endpoints(ep: &Value) -> Vec<FieldError> {
         let addresses = array_at(subset, "addresses");
         let not_ready = array_at(subset, "notReadyAddresses");
         if addresses.is_empty() && not_ready.is_empty() {
-            errs.push(FieldError::required(&s_path, "must specify `addresses` or `notReadyAddresses`"));
+            errs.push(FieldError::required(
+                &s_path,
+                "must specify `addresses` or `notReadyAddresses`",
+            ));
         }
         for (field, list) in [("addresses", addresses), ("notReadyAddresses", not_ready)] {
             for (j, a) in list.iter().enumerate() {
@@ -124,7 +169,11 @@ pub(crate) fn validate_endpoints(ep: &Value) -> Vec<FieldError> {
                 let hostname = str_or_empty(a, "hostname");
                 if !hostname.is_empty() {
                     for msg in is_dns1123_label(hostname) {
-                        errs.push(FieldError::invalid(child(&a_path, "hostname"), hostname, msg));
+                        errs.push(FieldError::invalid(
+                            child(&a_path, "hostname"),
+                            hostname,
+                            msg,
+                        ));
                     }
                 }
                 if let Some(node) = str_at(a, "nodeName").filter(|n| !n.is_empty()) {
@@ -170,7 +219,11 @@ pub(crate) fn validate_endpoint_slice(slice: &Value) -> Vec<FieldError> {
     match address_type {
         "" => errs.push(FieldError::required("addressType", "")),
         "IPv4" | "IPv6" | "FQDN" => {}
-        other => errs.push(FieldError::not_supported("addressType", other, &["FQDN", "IPv4", "IPv6"])),
+        other => errs.push(FieldError::not_supported(
+            "addressType",
+            other,
+            &["FQDN", "IPv4", "IPv6"],
+        )),
     }
     let endpoints = array_at(slice, "endpoints");
     if endpoints.len() > MAX_SLICE_ENDPOINTS {
@@ -181,7 +234,10 @@ pub(crate) fn validate_endpoint_slice(slice: &Value) -> Vec<FieldError> {
         let addresses = array_at(e, "addresses");
         let a_path = child(&e_path, "addresses");
         if addresses.is_empty() {
-            errs.push(FieldError::required(&a_path, "must contain at least 1 address"));
+            errs.push(FieldError::required(
+                &a_path,
+                "must contain at least 1 address",
+            ));
         } else if addresses.len() > 100 {
             errs.push(too_many(&a_path, addresses.len(), 100));
         }
@@ -191,12 +247,20 @@ pub(crate) fn validate_endpoint_slice(slice: &Value) -> Vec<FieldError> {
             match address_type {
                 "IPv4" => {
                     if a.parse::<std::net::Ipv4Addr>().is_err() {
-                        errs.push(FieldError::invalid(&path, a, "must be a valid IPv4 address"));
+                        errs.push(FieldError::invalid(
+                            &path,
+                            a,
+                            "must be a valid IPv4 address",
+                        ));
                     }
                 }
                 "IPv6" => {
                     if a.parse::<std::net::Ipv6Addr>().is_err() {
-                        errs.push(FieldError::invalid(&path, a, "must be a valid IPv6 address"));
+                        errs.push(FieldError::invalid(
+                            &path,
+                            a,
+                            "must be a valid IPv6 address",
+                        ));
                     }
                 }
                 "FQDN" => {
@@ -214,7 +278,11 @@ pub(crate) fn validate_endpoint_slice(slice: &Value) -> Vec<FieldError> {
         }
         if let Some(hostname) = str_at(e, "hostname") {
             for msg in is_dns1123_label(hostname) {
-                errs.push(FieldError::invalid(child(&e_path, "hostname"), hostname, msg));
+                errs.push(FieldError::invalid(
+                    child(&e_path, "hostname"),
+                    hostname,
+                    msg,
+                ));
             }
         }
     }
@@ -254,7 +322,13 @@ fn too_many(path: &str, actual: usize, max: usize) -> FieldError {
 }
 
 pub(crate) fn validate_endpoint_slice_update(new: &Value, old: &Value) -> Vec<FieldError> {
-    immutable(new.get("addressType"), old.get("addressType"), "addressType").into_iter().collect()
+    immutable(
+        new.get("addressType"),
+        old.get("addressType"),
+        "addressType",
+    )
+    .into_iter()
+    .collect()
 }
 
 pub(crate) fn validate_node(node: &Value) -> Vec<FieldError> {
@@ -270,13 +344,21 @@ pub(crate) fn validate_node(node: &Value) -> Vec<FieldError> {
         let value = str_or_empty(t, "value");
         let msgs = is_valid_label_value(value);
         if !msgs.is_empty() {
-            errs.push(FieldError::invalid(child(&t_path, "value"), value, msgs.join(";")));
+            errs.push(FieldError::invalid(
+                child(&t_path, "value"),
+                value,
+                msgs.join(";"),
+            ));
         }
         let effect = str_or_empty(t, "effect");
         match effect {
             "" => errs.push(FieldError::required(child(&t_path, "effect"), "")),
             "NoSchedule" | "PreferNoSchedule" | "NoExecute" => {}
-            other => errs.push(FieldError::not_supported(child(&t_path, "effect"), other, &["NoSchedule", "PreferNoSchedule", "NoExecute"])),
+            other => errs.push(FieldError::not_supported(
+                child(&t_path, "effect"),
+                other,
+                &["NoSchedule", "PreferNoSchedule", "NoExecute"],
+            )),
         }
         if !unique.insert((effect.to_string(), t_key.to_string())) {
             errs.push(
@@ -293,22 +375,40 @@ pub(crate) fn validate_node(node: &Value) -> Vec<FieldError> {
     }
     let cidrs = array_at(spec, "podCIDRs");
     for (i, c) in cidrs.iter().enumerate() {
-        errs.extend(validate_cidr(c.as_str().unwrap_or(""), &index("spec.podCIDRs", i)));
+        errs.extend(validate_cidr(
+            c.as_str().unwrap_or(""),
+            &index("spec.podCIDRs", i),
+        ));
     }
     errs
 }
 
 pub(crate) fn validate_node_update(new: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let old_cidrs = at(old, &["spec", "podCIDRs"]).and_then(Value::as_array).filter(|a| !a.is_empty());
+    let old_cidrs = at(old, &["spec", "podCIDRs"])
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty());
     if let Some(old_cidrs) = old_cidrs
         && at(new, &["spec", "podCIDRs"]).and_then(Value::as_array) != Some(old_cidrs)
     {
-        errs.push(FieldError::forbidden("spec.podCIDRs", "node updates may not change podCIDR except from \"\" to valid"));
+        errs.push(FieldError::forbidden(
+            "spec.podCIDRs",
+            "node updates may not change podCIDR except from \"\" to valid",
+        ));
     }
-    let old_provider = at(old, &["spec", "providerID"]).and_then(Value::as_str).unwrap_or("");
-    if !old_provider.is_empty() && at(new, &["spec", "providerID"]).and_then(Value::as_str).unwrap_or("") != old_provider {
-        errs.push(FieldError::forbidden("spec.providerID", "node updates may not change providerID except from \"\" to valid"));
+    let old_provider = at(old, &["spec", "providerID"])
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !old_provider.is_empty()
+        && at(new, &["spec", "providerID"])
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            != old_provider
+    {
+        errs.push(FieldError::forbidden(
+            "spec.providerID",
+            "node updates may not change providerID except from \"\" to valid",
+        ));
     }
     errs
 }
@@ -316,11 +416,23 @@ pub(crate) fn validate_node_update(new: &Value, old: &Value) -> Vec<FieldError> 
 /// core/v1 Events: the involved object's namespace must agree with the Event's.
 pub(crate) fn validate_event(event: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let namespace = at(event, &["metadata", "namespace"]).and_then(Value::as_str).unwrap_or("");
-    let involved_ns = at(event, &["involvedObject", "namespace"]).and_then(Value::as_str).unwrap_or("");
-    let agree = if involved_ns.is_empty() { namespace.is_empty() || namespace == "default" } else { namespace == involved_ns };
+    let namespace = at(event, &["metadata", "namespace"])
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let involved_ns = at(event, &["involvedObject", "namespace"])
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let agree = if involved_ns.is_empty() {
+        namespace.is_empty() || namespace == "default"
+    } else {
+        namespace == involved_ns
+    };
     if !agree {
-        errs.push(FieldError::invalid("involvedObject.namespace", involved_ns, "does not match event.namespace"));
+        errs.push(FieldError::invalid(
+            "involvedObject.namespace",
+            involved_ns,
+            "does not match event.namespace",
+        ));
     }
     errs
 }
@@ -328,16 +440,27 @@ pub(crate) fn validate_event(event: &Value) -> Vec<FieldError> {
 pub(crate) fn validate_lease(lease: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let empty = Value::Object(Map::new());
-    let spec = lease.get("spec").filter(|s| s.is_object()).unwrap_or(&empty);
+    let spec = lease
+        .get("spec")
+        .filter(|s| s.is_object())
+        .unwrap_or(&empty);
     if let Some(d) = int_at(spec, "leaseDurationSeconds")
         && d <= 0
     {
-        errs.push(FieldError::invalid("spec.leaseDurationSeconds", d, "must be greater than 0"));
+        errs.push(FieldError::invalid(
+            "spec.leaseDurationSeconds",
+            d,
+            "must be greater than 0",
+        ));
     }
     if let Some(t) = int_at(spec, "leaseTransitions")
         && t < 0
     {
-        errs.push(FieldError::invalid("spec.leaseTransitions", t, "must be greater than or equal to 0"));
+        errs.push(FieldError::invalid(
+            "spec.leaseTransitions",
+            t,
+            "must be greater than or equal to 0",
+        ));
     }
     errs
 }

@@ -37,7 +37,10 @@ pub fn kind_rules(group: &str, kind: &str) -> KindRules {
         ("", "Service") => (true, NameRule::Dns1035Label),
         _ => (true, NameRule::Dns1123Subdomain),
     };
-    KindRules { namespaced, name_rule }
+    KindRules {
+        namespaced,
+        name_rule,
+    }
 }
 
 /// Validation of a new object (upstream's `Validate` of the kind's strategy).
@@ -117,7 +120,10 @@ pub fn validate_update(group: &str, kind: &str, new: &Value, old: &Value) -> Vec
 /// provided port is not in the valid range. The range of valid ports is 30000-32767`.
 pub fn validate_node_port_range(service: &Value, low: i64, high: i64) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let ports = service.get("spec").map(|s| crate::access::array_at(s, "ports")).unwrap_or(&[]);
+    let ports = service
+        .get("spec")
+        .map(|s| crate::access::array_at(s, "ports"))
+        .unwrap_or(&[]);
     for (i, p) in ports.iter().enumerate() {
         if let Some(node_port) = crate::access::int_at(p, "nodePort")
             && node_port != 0

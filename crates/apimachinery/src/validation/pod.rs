@@ -5,10 +5,13 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
-use crate::access::{array_at, at, child, index, int_at, key, str_at, str_or_empty};
+use crate::access::{array_at, at, child, index, int_at, str_at, str_or_empty};
 use crate::errors::FieldError;
 use crate::gosyntax;
-use crate::names::{NameRule, inclusive_range_error, is_dns1123_label, is_env_var_name, is_valid_label_value, is_valid_port_name, is_valid_port_num};
+use crate::names::{
+    NameRule, inclusive_range_error, is_dns1123_label, is_env_var_name, is_valid_label_value,
+    is_valid_port_name, is_valid_port_num,
+};
 
 use super::meta::{validate_annotations, validate_label_name, validate_labels};
 
@@ -20,14 +23,43 @@ pub(crate) enum SpecOwner {
 }
 
 const VOLUME_SOURCES: &[&str] = &[
-    "hostPath", "emptyDir", "gcePersistentDisk", "awsElasticBlockStore", "gitRepo", "secret", "nfs", "iscsi",
-    "glusterfs", "persistentVolumeClaim", "rbd", "flexVolume", "cinder", "cephfs", "flocker", "downwardAPI", "fc",
-    "azureFile", "configMap", "vsphereVolume", "quobyte", "azureDisk", "photonPersistentDisk", "projected",
-    "portworxVolume", "scaleIO", "storageos", "csi", "ephemeral", "image",
+    "hostPath",
+    "emptyDir",
+    "gcePersistentDisk",
+    "awsElasticBlockStore",
+    "gitRepo",
+    "secret",
+    "nfs",
+    "iscsi",
+    "glusterfs",
+    "persistentVolumeClaim",
+    "rbd",
+    "flexVolume",
+    "cinder",
+    "cephfs",
+    "flocker",
+    "downwardAPI",
+    "fc",
+    "azureFile",
+    "configMap",
+    "vsphereVolume",
+    "quobyte",
+    "azureDisk",
+    "photonPersistentDisk",
+    "projected",
+    "portworxVolume",
+    "scaleIO",
+    "storageos",
+    "csi",
+    "ephemeral",
+    "image",
 ];
 
 fn dns_label_errors(value: &str, path: &str) -> Vec<FieldError> {
-    is_dns1123_label(value).into_iter().map(|m| FieldError::invalid(path, value, m)).collect()
+    is_dns1123_label(value)
+        .into_iter()
+        .map(|m| FieldError::invalid(path, value, m))
+        .collect()
 }
 
 /// Pod create: metadata is done by the caller; here the spec plus the Pod-only container rules.
@@ -49,7 +81,10 @@ pub(crate) fn validate_pod_create(pod: &Value) -> Vec<FieldError> {
         }
     }
     if !array_at(spec, "ephemeralContainers").is_empty() {
-        errs.push(FieldError::forbidden("spec.ephemeralContainers", "cannot be set on create"));
+        errs.push(FieldError::forbidden(
+            "spec.ephemeralContainers",
+            "cannot be set on create",
+        ));
     }
     errs
 }
@@ -59,11 +94,24 @@ pub(crate) fn validate_pod_template(template: &Value, path: &str) -> Vec<FieldEr
     let mut errs = Vec::new();
     let meta = template.get("metadata");
     let meta_path = child(path, "metadata");
-    errs.extend(validate_labels(meta.and_then(|m| m.get("labels")), &child(&meta_path, "labels")));
-    errs.extend(validate_annotations(meta.and_then(|m| m.get("annotations")), &child(&meta_path, "annotations")));
+    errs.extend(validate_labels(
+        meta.and_then(|m| m.get("labels")),
+        &child(&meta_path, "labels"),
+    ));
+    errs.extend(validate_annotations(
+        meta.and_then(|m| m.get("annotations")),
+        &child(&meta_path, "annotations"),
+    ));
     let empty = Value::Object(Map::new());
-    let spec = template.get("spec").filter(|s| s.is_object()).unwrap_or(&empty);
-    errs.extend(validate_pod_spec(spec, &child(path, "spec"), SpecOwner::Template));
+    let spec = template
+        .get("spec")
+        .filter(|s| s.is_object())
+        .unwrap_or(&empty);
+    errs.extend(validate_pod_spec(
+        spec,
+        &child(path, "spec"),
+        SpecOwner::Template,
+    ));
     if !array_at(spec, "ephemeralContainers").is_empty() {
         errs.push(FieldError::forbidden(
             child(&child(path, "spec"), "ephemeralContainers"),
@@ -79,23 +127,40 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str, owner: SpecOwner) -> V
     let volumes = validate_volumes(spec, &child(path, "volumes"), &mut errs);
     errs.extend(validate_containers(spec, &volumes, path));
     errs.extend(validate_init_containers(spec, &volumes, path));
-    if str_at(spec, "hostNetwork").is_none() && spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
+    if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
         errs.extend(validate_host_network_ports(spec, path, owner));
     }
-    errs.extend(validate_restart_policy(spec.get("restartPolicy"), &child(path, "restartPolicy")));
-    errs.extend(validate_dns_policy(spec.get("dnsPolicy"), &child(path, "dnsPolicy")));
-    errs.extend(validate_labels(spec.get("nodeSelector"), &child(path, "nodeSelector")));
+    errs.extend(validate_restart_policy(
+        spec.get("restartPolicy"),
+        &child(path, "restartPolicy"),
+    ));
+    errs.extend(validate_dns_policy(
+        spec.get("dnsPolicy"),
+        &child(path, "dnsPolicy"),
+    ));
+    errs.extend(validate_labels(
+        spec.get("nodeSelector"),
+        &child(path, "nodeSelector"),
+    ));
     if let Some(dns_config) = spec.get("dnsConfig").filter(|d| d.is_object()) {
-        if str_at(spec, "dnsPolicy") == Some("None") && array_at(dns_config, "nameservers").is_empty() {
+        if str_at(spec, "dnsPolicy") == Some("None")
+            && array_at(dns_config, "nameservers").is_empty()
+        {
             errs.push(FieldError::required(
                 child(&child(path, "dnsConfig"), "nameservers"),
                 "must provide at least one DNS nameserver when `dnsPolicy` is None",
             ));
         }
     } else if str_at(spec, "dnsPolicy") == Some("None") {
-        errs.push(FieldError::required(child(path, "dnsConfig"), "must provide `dnsConfig` when `dnsPolicy` is None"));
+        errs.push(FieldError::required(
+            child(path, "dnsConfig"),
+            "must provide `dnsConfig` when `dnsPolicy` is None",
+        ));
     }
-    for (field, rule) in [("serviceAccountName", NameRule::Dns1123Subdomain), ("nodeName", NameRule::Dns1123Subdomain)] {
+    for (field, rule) in [
+        ("serviceAccountName", NameRule::Dns1123Subdomain),
+        ("nodeName", NameRule::Dns1123Subdomain),
+    ] {
         let value = str_or_empty(spec, field);
         if !value.is_empty() {
             for msg in rule.check(value, false) {
@@ -118,11 +183,18 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str, owner: SpecOwner) -> V
             errs.extend(dns_label_errors(value, &child(path, field)));
         }
     }
-    errs.extend(validate_tolerations(array_at(spec, "tolerations"), &child(path, "tolerations")));
+    errs.extend(validate_tolerations(
+        array_at(spec, "tolerations"),
+        &child(path, "tolerations"),
+    ));
     let class = str_or_empty(spec, "priorityClassName");
     if !class.is_empty() {
         for msg in NameRule::Dns1123Subdomain.check(class, false) {
-            errs.push(FieldError::invalid(child(path, "priorityClassName"), class, msg));
+            errs.push(FieldError::invalid(
+                child(path, "priorityClassName"),
+                class,
+                msg,
+            ));
         }
     }
     if let Some(policy) = str_at(spec, "preemptionPolicy") {
@@ -130,7 +202,11 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str, owner: SpecOwner) -> V
         match policy {
             "PreemptLowerPriority" | "Never" => {}
             "" => errs.push(FieldError::required(p, "")),
-            other => errs.push(FieldError::not_supported(p, other, &["PreemptLowerPriority", "Never"])),
+            other => errs.push(FieldError::not_supported(
+                p,
+                other,
+                &["PreemptLowerPriority", "Never"],
+            )),
         }
     }
     errs
@@ -146,12 +222,18 @@ fn validate_volumes(spec: &Value, path: &str, errs: &mut Vec<FieldError>) -> Has
             if vol.get(*source).is_some_and(|s| !s.is_null()) {
                 sources += 1;
                 if sources > 1 {
-                    local.push(FieldError::forbidden(child(&vol_path, source), "may not specify more than 1 volume type"));
+                    local.push(FieldError::forbidden(
+                        child(&vol_path, source),
+                        "may not specify more than 1 volume type",
+                    ));
                 }
             }
         }
         if sources == 0 {
-            local.push(FieldError::required(&vol_path, "must specify a volume type"));
+            local.push(FieldError::required(
+                &vol_path,
+                "must specify a volume type",
+            ));
         }
         let name = str_or_empty(vol, "name");
         let name_path = child(&vol_path, "name");
@@ -189,9 +271,16 @@ fn validate_container_common(c: &Value, volumes: &HashSet<String>, path: &str) -
     match str_or_empty(c, "terminationMessagePolicy") {
         "File" | "FallbackToLogsOnError" => {}
         "" => errs.push(FieldError::required(&tmp, "")),
-        other => errs.push(FieldError::not_supported(&tmp, other, &["File", "FallbackToLogsOnError"])),
+        other => errs.push(FieldError::not_supported(
+            &tmp,
+            other,
+            &["File", "FallbackToLogsOnError"],
+        )),
     }
-    errs.extend(validate_container_ports(array_at(c, "ports"), &child(path, "ports")));
+    errs.extend(validate_container_ports(
+        array_at(c, "ports"),
+        &child(path, "ports"),
+    ));
     for (i, env) in array_at(c, "env").iter().enumerate() {
         let env_name = str_or_empty(env, "name");
         let env_path = child(&index(&child(path, "env"), i), "name");
@@ -218,14 +307,22 @@ fn validate_container_common(c: &Value, volumes: &HashSet<String>, path: &str) -
             errs.push(FieldError::required(child(&m_path, "mountPath"), ""));
         }
         if !mount_points.insert(mount_path.to_string()) {
-            errs.push(FieldError::invalid(child(&m_path, "mountPath"), mount_path, "must be unique"));
+            errs.push(FieldError::invalid(
+                child(&m_path, "mountPath"),
+                mount_path,
+                "must be unique",
+            ));
         }
     }
     let pull = child(path, "imagePullPolicy");
     match str_or_empty(c, "imagePullPolicy") {
         "Always" | "IfNotPresent" | "Never" => {}
         "" => errs.push(FieldError::required(&pull, "")),
-        other => errs.push(FieldError::not_supported(&pull, other, &["Always", "IfNotPresent", "Never"])),
+        other => errs.push(FieldError::not_supported(
+            &pull,
+            other,
+            &["Always", "IfNotPresent", "Never"],
+        )),
     }
     errs
 }
@@ -251,13 +348,21 @@ fn validate_container_ports(ports: &[Value], path: &str) -> Vec<FieldError> {
             errs.push(FieldError::required(child(&p_path, "containerPort"), ""));
         } else {
             for msg in is_valid_port_num(container_port) {
-                errs.push(FieldError::invalid(child(&p_path, "containerPort"), container_port, msg));
+                errs.push(FieldError::invalid(
+                    child(&p_path, "containerPort"),
+                    container_port,
+                    msg,
+                ));
             }
         }
         let host_port = int_at(p, "hostPort").unwrap_or(0);
         if host_port != 0 {
             for msg in is_valid_port_num(host_port) {
-                errs.push(FieldError::invalid(child(&p_path, "hostPort"), host_port, msg));
+                errs.push(FieldError::invalid(
+                    child(&p_path, "hostPort"),
+                    host_port,
+                    msg,
+                ));
             }
         }
         errs.extend(validate_protocol(p, &child(&p_path, "protocol")));
@@ -270,44 +375,73 @@ pub(crate) fn validate_protocol(port: &Value, path: &str) -> Option<FieldError> 
     match str_or_empty(port, "protocol") {
         "TCP" | "UDP" | "SCTP" => None,
         "" => Some(FieldError::required(path, "")),
-        other => Some(FieldError::not_supported(path, other, &["SCTP", "TCP", "UDP"])),
+        other => Some(FieldError::not_supported(
+            path,
+            other,
+            &["SCTP", "TCP", "UDP"],
+        )),
     }
 }
 
 fn validate_probe(probe: Option<&Value>, path: &str, liveness: bool) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let Some(probe) = probe.filter(|p| p.is_object()) else { return errs };
+    let Some(probe) = probe.filter(|p| p.is_object()) else {
+        return errs;
+    };
     let mut handlers = 0;
     for handler in ["exec", "httpGet", "tcpSocket", "grpc"] {
-        let Some(h) = probe.get(handler).filter(|h| !h.is_null()) else { continue };
+        let Some(h) = probe.get(handler).filter(|h| !h.is_null()) else {
+            continue;
+        };
         if handlers > 0 {
-            errs.push(FieldError::forbidden(child(path, handler), "may not specify more than 1 handler type"));
+            errs.push(FieldError::forbidden(
+                child(path, handler),
+                "may not specify more than 1 handler type",
+            ));
             continue;
         }
         handlers += 1;
         match handler {
-            "exec" if array_at(h, "command").is_empty() => {
-                errs.push(FieldError::required(child(&child(path, handler), "command"), ""))
-            }
-            "httpGet" | "tcpSocket" => errs.extend(validate_port_num_or_name(h.get("port"), &child(&child(path, handler), "port"))),
+            "exec" if array_at(h, "command").is_empty() => errs.push(FieldError::required(
+                child(&child(path, handler), "command"),
+                "",
+            )),
+            "httpGet" | "tcpSocket" => errs.extend(validate_port_num_or_name(
+                h.get("port"),
+                &child(&child(path, handler), "port"),
+            )),
             _ => {}
         }
     }
     if handlers == 0 {
         errs.push(FieldError::required(path, "must specify a handler type"));
     }
-    for field in ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"] {
+    for field in [
+        "initialDelaySeconds",
+        "timeoutSeconds",
+        "periodSeconds",
+        "successThreshold",
+        "failureThreshold",
+    ] {
         if let Some(v) = int_at(probe, field)
             && v < 0
         {
-            errs.push(FieldError::invalid(child(path, field), v, "must be greater than or equal to 0"));
+            errs.push(FieldError::invalid(
+                child(path, field),
+                v,
+                "must be greater than or equal to 0",
+            ));
         }
     }
     if liveness
         && let Some(threshold) = int_at(probe, "successThreshold")
         && threshold != 1
     {
-        errs.push(FieldError::invalid(child(path, "successThreshold"), threshold, "must be 1"));
+        errs.push(FieldError::invalid(
+            child(path, "successThreshold"),
+            threshold,
+            "must be 1",
+        ));
     }
     errs
 }
@@ -315,14 +449,21 @@ fn validate_probe(probe: Option<&Value>, path: &str, liveness: bool) -> Vec<Fiel
 /// Port number, or IANA service name when a string (`ValidatePortNumOrName`).
 pub(crate) fn validate_port_num_or_name(port: Option<&Value>, path: &str) -> Vec<FieldError> {
     match port {
-        Some(Value::String(name)) => {
-            is_valid_port_name(name).into_iter().map(|m| FieldError::invalid(path, name.as_str(), m)).collect()
-        }
+        Some(Value::String(name)) => is_valid_port_name(name)
+            .into_iter()
+            .map(|m| FieldError::invalid(path, name.as_str(), m))
+            .collect(),
         Some(Value::Number(n)) => {
             let v = n.as_i64().unwrap_or(0);
-            is_valid_port_num(v).into_iter().map(|m| FieldError::invalid(path, v, m)).collect()
+            is_valid_port_num(v)
+                .into_iter()
+                .map(|m| FieldError::invalid(path, v, m))
+                .collect()
         }
-        None | Some(Value::Null) => is_valid_port_num(0).into_iter().map(|m| FieldError::invalid(path, 0, m)).collect(),
+        None | Some(Value::Null) => is_valid_port_num(0)
+            .into_iter()
+            .map(|m| FieldError::invalid(path, 0, m))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -343,22 +484,43 @@ fn validate_containers(spec: &Value, volumes: &HashSet<String>, path: &str) -> V
         if !names.insert(name.to_string()) {
             errs.push(FieldError::duplicate(child(&c_path, "name"), name));
         }
-        errs.extend(validate_probe(c.get("livenessProbe"), &child(&c_path, "livenessProbe"), true));
-        errs.extend(validate_probe(c.get("readinessProbe"), &child(&c_path, "readinessProbe"), false));
-        errs.extend(validate_probe(c.get("startupProbe"), &child(&c_path, "startupProbe"), true));
+        errs.extend(validate_probe(
+            c.get("livenessProbe"),
+            &child(&c_path, "livenessProbe"),
+            true,
+        ));
+        errs.extend(validate_probe(
+            c.get("readinessProbe"),
+            &child(&c_path, "readinessProbe"),
+            false,
+        ));
+        errs.extend(validate_probe(
+            c.get("startupProbe"),
+            &child(&c_path, "startupProbe"),
+            true,
+        ));
         if c.get("restartPolicy").is_some_and(|r| !r.is_null()) {
-            errs.push(FieldError::forbidden(child(&c_path, "restartPolicy"), "may not be set for non-init containers"));
+            errs.push(FieldError::forbidden(
+                child(&c_path, "restartPolicy"),
+                "may not be set for non-init containers",
+            ));
         }
     }
     errs.extend(check_host_port_conflicts(containers, &list_path));
     errs
 }
 
-fn validate_init_containers(spec: &Value, volumes: &HashSet<String>, path: &str) -> Vec<FieldError> {
+fn validate_init_containers(
+    spec: &Value,
+    volumes: &HashSet<String>,
+    path: &str,
+) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let list_path = child(path, "initContainers");
-    let mut names: HashSet<String> =
-        array_at(spec, "containers").iter().map(|c| str_or_empty(c, "name").to_string()).collect();
+    let mut names: HashSet<String> = array_at(spec, "containers")
+        .iter()
+        .map(|c| str_or_empty(c, "name").to_string())
+        .collect();
     for (i, c) in array_at(spec, "initContainers").iter().enumerate() {
         let c_path = index(&list_path, i);
         errs.extend(validate_container_common(c, volumes, &c_path));
@@ -369,10 +531,17 @@ fn validate_init_containers(spec: &Value, volumes: &HashSet<String>, path: &str)
         if let Some(policy) = str_at(c, "restartPolicy")
             && policy != "Always"
         {
-            errs.push(FieldError::not_supported(child(&c_path, "restartPolicy"), policy, &["Always"]));
+            errs.push(FieldError::not_supported(
+                child(&c_path, "restartPolicy"),
+                policy,
+                &["Always"],
+            ));
         }
     }
-    errs.extend(check_host_port_conflicts(array_at(spec, "initContainers"), &list_path));
+    errs.extend(check_host_port_conflicts(
+        array_at(spec, "initContainers"),
+        &list_path,
+    ));
     errs
 }
 
@@ -385,7 +554,11 @@ fn check_host_port_conflicts(containers: &[Value], path: &str) -> Vec<FieldError
             if host_port == 0 {
                 continue;
             }
-            let key = format!("{}/{}/{host_port}", str_or_empty(p, "protocol"), str_or_empty(p, "hostIP"));
+            let key = format!(
+                "{}/{}/{host_port}",
+                str_or_empty(p, "protocol"),
+                str_or_empty(p, "hostIP")
+            );
             if !seen.insert(key.clone()) {
                 let p_path = index(&child(&index(path, ci), "ports"), pi);
                 errs.push(FieldError::duplicate(child(&p_path, "hostPort"), key));
@@ -414,11 +587,15 @@ fn validate_host_network_ports(spec: &Value, path: &str, owner: SpecOwner) -> Ve
     errs
 }
 
-pub(crate) fn validate_restart_policy(policy: Option<&Value>, path: &str) -> Option<FieldError> {
+fn validate_restart_policy(policy: Option<&Value>, path: &str) -> Option<FieldError> {
     match policy.and_then(Value::as_str).unwrap_or("") {
         "Always" | "OnFailure" | "Never" => None,
         "" => Some(FieldError::required(path, "")),
-        other => Some(FieldError::not_supported(path, other, &["Always", "OnFailure", "Never"])),
+        other => Some(FieldError::not_supported(
+            path,
+            other,
+            &["Always", "OnFailure", "Never"],
+        )),
     }
 }
 
@@ -426,7 +603,11 @@ fn validate_dns_policy(policy: Option<&Value>, path: &str) -> Option<FieldError>
     match policy.and_then(Value::as_str).unwrap_or("") {
         "ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None" => None,
         "" => Some(FieldError::required(path, "")),
-        other => Some(FieldError::not_supported(path, other, &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"])),
+        other => Some(FieldError::not_supported(
+            path,
+            other,
+            &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+        )),
     }
 }
 
@@ -448,28 +629,49 @@ pub(crate) fn validate_tolerations(tolerations: &[Value], path: &str) -> Vec<Fie
             ));
         }
         if t.get("tolerationSeconds").is_some_and(|s| !s.is_null()) && effect != "NoExecute" {
-            errs.push(FieldError::invalid(child(&t_path, "effect"), effect, "effect must be 'NoExecute' when `tolerationSeconds` is set"));
+            errs.push(FieldError::invalid(
+                child(&t_path, "effect"),
+                effect,
+                "effect must be 'NoExecute' when `tolerationSeconds` is set",
+            ));
         }
         match operator {
             "Equal" | "" => {
                 let value = str_or_empty(t, "value");
                 let msgs = is_valid_label_value(value);
                 if !msgs.is_empty() {
-                    errs.push(FieldError::invalid(child(&t_path, "operator"), value, msgs.join(";")));
+                    errs.push(FieldError::invalid(
+                        child(&t_path, "operator"),
+                        value,
+                        msgs.join(";"),
+                    ));
                 }
             }
             "Exists" => {
                 if !str_or_empty(t, "value").is_empty() {
                     errs.push(
-                        FieldError::invalid(child(&t_path, "operator"), t.clone(), "value must be empty when `operator` is 'Exists'")
-                            .rendered_as(gosyntax::toleration(t)),
+                        FieldError::invalid(
+                            child(&t_path, "operator"),
+                            t.clone(),
+                            "value must be empty when `operator` is 'Exists'",
+                        )
+                        .rendered_as(gosyntax::toleration(t)),
                     );
                 }
             }
-            other => errs.push(FieldError::not_supported(child(&t_path, "operator"), other, &["Equal", "Exists"])),
+            other => errs.push(FieldError::not_supported(
+                child(&t_path, "operator"),
+                other,
+                &["Equal", "Exists"],
+            )),
         }
-        if !effect.is_empty() && !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
-            errs.push(FieldError::not_supported(child(&t_path, "effect"), effect, &["NoSchedule", "PreferNoSchedule", "NoExecute"]));
+        if !effect.is_empty() && !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute")
+        {
+            errs.push(FieldError::not_supported(
+                child(&t_path, "effect"),
+                effect,
+                &["NoSchedule", "PreferNoSchedule", "NoExecute"],
+            ));
         }
     }
     errs
@@ -489,7 +691,10 @@ pub(crate) fn validate_pod_update(new: &Value, old: &Value) -> Vec<FieldError> {
         let old_list = array_at(old_spec, list);
         let list_path = child("spec", list);
         if new_list.len() != old_list.len() {
-            errs.push(FieldError::forbidden(list_path, "pod updates may not add or remove containers"));
+            errs.push(FieldError::forbidden(
+                list_path,
+                "pod updates may not add or remove containers",
+            ));
             return errs;
         }
         for (i, c) in new_list.iter().enumerate() {
@@ -499,25 +704,42 @@ pub(crate) fn validate_pod_update(new: &Value, old: &Value) -> Vec<FieldError> {
                 errs.push(FieldError::required(&image_path, ""));
             }
             if image.trim() != image {
-                errs.push(FieldError::invalid(&image_path, image, "must not have leading or trailing whitespace"));
+                errs.push(FieldError::invalid(
+                    &image_path,
+                    image,
+                    "must not have leading or trailing whitespace",
+                ));
             }
         }
     }
     let deadline_path = "spec.activeDeadlineSeconds";
-    match (int_at(new_spec, "activeDeadlineSeconds"), int_at(old_spec, "activeDeadlineSeconds")) {
+    match (
+        int_at(new_spec, "activeDeadlineSeconds"),
+        int_at(old_spec, "activeDeadlineSeconds"),
+    ) {
         (Some(new_deadline), old_deadline) => {
             if !(0..=i64::from(i32::MAX)).contains(&new_deadline) {
-                errs.push(FieldError::invalid(deadline_path, new_deadline, inclusive_range_error(0, i64::from(i32::MAX))));
+                errs.push(FieldError::invalid(
+                    deadline_path,
+                    new_deadline,
+                    inclusive_range_error(0, i64::from(i32::MAX)),
+                ));
                 return errs;
             }
             if old_deadline.is_some_and(|o| o < new_deadline) {
-                errs.push(FieldError::invalid(deadline_path, new_deadline, "must be less than or equal to previous value"));
+                errs.push(FieldError::invalid(
+                    deadline_path,
+                    new_deadline,
+                    "must be less than or equal to previous value",
+                ));
                 return errs;
             }
         }
-        (None, Some(_)) => {
-            errs.push(FieldError::invalid(deadline_path, Value::Null, "must not update from a positive integer to nil value"))
-        }
+        (None, Some(_)) => errs.push(FieldError::invalid(
+            deadline_path,
+            Value::Null,
+            "must not update from a positive integer to nil value",
+        )),
         (None, None) => {}
     }
     errs.extend(validate_only_added_tolerations(new_spec, old_spec));
@@ -528,7 +750,10 @@ pub(crate) fn validate_pod_update(new: &Value, old: &Value) -> Vec<FieldError> {
     if munged != *old_spec {
         errs.push(FieldError::forbidden(
             "spec",
-            format!("pod updates may not change fields other than {UPDATABLE_POD_SPEC_FIELDS}\n{}", spec_diff(old_spec, &munged)),
+            format!(
+                "pod updates may not change fields other than {UPDATABLE_POD_SPEC_FIELDS}\n{}",
+                spec_diff(old_spec, &munged)
+            ),
         ));
     }
     errs
@@ -546,7 +771,10 @@ fn validate_only_added_tolerations(new_spec: &Value, old_spec: &Value) -> Vec<Fi
     for old in array_at(old_spec, "tolerations") {
         let old_stripped = without_seconds(old);
         if !new_list.iter().any(|n| without_seconds(n) == old_stripped) {
-            return vec![FieldError::forbidden("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds")];
+            return vec![FieldError::forbidden(
+                "spec.tolerations",
+                "existing toleration can not be modified except its tolerationSeconds",
+            )];
         }
     }
     Vec::new()
@@ -555,12 +783,15 @@ fn validate_only_added_tolerations(new_spec: &Value, old_spec: &Value) -> Vec<Fi
 /// The new spec with every field an update may change set back to the old value.
 fn munge_updatable_fields(new_spec: &Value, old_spec: &Value) -> Value {
     let mut munged = new_spec.clone();
-    let Some(map) = munged.as_object_mut() else { return munged };
+    let Some(map) = munged.as_object_mut() else {
+        return munged;
+    };
     for list in ["containers", "initContainers"] {
         let old_list = array_at(old_spec, list);
         if let Some(items) = map.get_mut(list).and_then(Value::as_array_mut) {
             for (item, old_item) in items.iter_mut().zip(old_list) {
-                if let (Some(obj), Some(old_image)) = (item.as_object_mut(), old_item.get("image")) {
+                if let (Some(obj), Some(old_image)) = (item.as_object_mut(), old_item.get("image"))
+                {
                     obj.insert("image".into(), old_image.clone());
                 }
             }
@@ -573,8 +804,16 @@ fn munge_updatable_fields(new_spec: &Value, old_spec: &Value) -> Value {
         };
     }
     let old_grace = int_at(old_spec, "terminationGracePeriodSeconds");
-    if old_grace.is_some_and(|g| g < 0) && map.get("terminationGracePeriodSeconds").and_then(Value::as_i64) == Some(1) {
-        map.insert("terminationGracePeriodSeconds".into(), Value::from(old_grace.unwrap_or(0)));
+    if old_grace.is_some_and(|g| g < 0)
+        && map
+            .get("terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            == Some(1)
+    {
+        map.insert(
+            "terminationGracePeriodSeconds".into(),
+            Value::from(old_grace.unwrap_or(0)),
+        );
     }
     munged
 }
@@ -607,10 +846,4 @@ fn spec_diff(old: &Value, new: &Value) -> String {
 /// The label map at `template.metadata.labels`, for controller checks.
 pub(crate) fn template_labels(obj: &Value) -> Option<&Value> {
     at(obj, &["spec", "template", "metadata", "labels"])
-}
-
-/// `metadata.annotations[key]` path helper for callers needing keyed paths.
-#[allow(dead_code)]
-pub(crate) fn annotation_path(k: &str) -> String {
-    key("metadata.annotations", k)
 }

@@ -43,11 +43,42 @@ fn service(spec: Value) -> Value {
 
 #[test]
 fn valid_objects_pass() {
-    assert!(create("", "Pod", pod("web-1", json!([{"name": "c", "image": "nginx"}]))).is_empty());
-    assert!(create("apps", "Deployment", deployment(json!({"matchLabels": {"app": "web"}}), json!({"app": "web"}))).is_empty());
-    assert!(create("", "Service", service(json!({"selector": {"app": "web"}, "ports": [{"port": 80}]}))).is_empty());
+    assert!(
+        create(
+            "",
+            "Pod",
+            pod("web-1", json!([{"name": "c", "image": "nginx"}]))
+        )
+        .is_empty()
+    );
+    assert!(
+        create(
+            "apps",
+            "Deployment",
+            deployment(
+                json!({"matchLabels": {"app": "web"}}),
+                json!({"app": "web"})
+            )
+        )
+        .is_empty()
+    );
+    assert!(
+        create(
+            "",
+            "Service",
+            service(json!({"selector": {"app": "web"}, "ports": [{"port": 80}]}))
+        )
+        .is_empty()
+    );
     assert!(create("", "Namespace", json!({"metadata": {"name": "dev"}})).is_empty());
-    assert!(create("", "ConfigMap", json!({"metadata": {"name": "c", "namespace": "d"}, "data": {"a.txt": "x"}})).is_empty());
+    assert!(
+        create(
+            "",
+            "ConfigMap",
+            json!({"metadata": {"name": "c", "namespace": "d"}, "data": {"a.txt": "x"}})
+        )
+        .is_empty()
+    );
     assert!(create("", "Node", json!({"metadata": {"name": "node-1"}})).is_empty());
     let ds = json!({"metadata": {"name": "rng", "namespace": "d"}, "spec": {"selector": {"matchLabels": {"app": "rng"}},
         "template": {"metadata": {"labels": {"app": "rng"}}, "spec": {"containers": [{"name": "rng", "image": "rng:1"}]}}}});
@@ -83,7 +114,8 @@ fn metadata_rules() {
 
 #[test]
 fn service_names_are_dns1035_labels() {
-    let svc = json!({"metadata": {"name": "1web", "namespace": "d"}, "spec": {"ports": [{"port": 80}]}});
+    let svc =
+        json!({"metadata": {"name": "1web", "namespace": "d"}, "spec": {"ports": [{"port": 80}]}});
     assert_eq!(
         create("", "Service", svc),
         vec!["metadata.name: Invalid value: \"1web\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')".to_string()]
@@ -121,7 +153,11 @@ fn pod_rules() {
             vec!["spec.containers[0].volumeMounts[0].name: Not found: \"data\"".into()]),
     ];
     for (containers, want) in cases {
-        assert_eq!(create("", "Pod", pod("p", containers.clone())), want, "{containers}");
+        assert_eq!(
+            create("", "Pod", pod("p", containers.clone())),
+            want,
+            "{containers}"
+        );
     }
     let mut bad_policy = pod("p", json!([{"name": "c", "image": "i"}]));
     bad_policy["spec"]["restartPolicy"] = json!("Sometimes");
@@ -147,8 +183,14 @@ fn pod_update_rules() {
     assert_eq!(errs.len(), 1);
     assert!(errs[0].starts_with("spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)\n"), "{}", errs[0]);
     let mut more = old.clone();
-    more["spec"]["containers"] = json!([{"name": "c", "image": "nginx:1"}, {"name": "d", "image": "x"}]);
-    assert_eq!(update("", "Pod", old, more), vec!["spec.containers: Forbidden: pod updates may not add or remove containers".to_string()]);
+    more["spec"]["containers"] =
+        json!([{"name": "c", "image": "nginx:1"}, {"name": "d", "image": "x"}]);
+    assert_eq!(
+        update("", "Pod", old, more),
+        vec![
+            "spec.containers: Forbidden: pod updates may not add or remove containers".to_string()
+        ]
+    );
 }
 
 #[test]
@@ -157,7 +199,9 @@ fn service_rules() {
         (json!({}), vec!["spec.ports: Required value".into()]),
         (json!({"clusterIP": "None"}), vec![]),
         (json!({"type": "ExternalName", "externalName": "example.com"}), vec![]),
-        (json!({"ports": [{"port": 0}]}), vec!["spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive".into()]),
+        // targetPort defaults to port, so it is reported too.
+        (json!({"ports": [{"port": 0}]}), vec!["spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive".into(),
+            "spec.ports[0].targetPort: Invalid value: 0: must be between 1 and 65535, inclusive".into()]),
         (json!({"ports": [{"port": 80, "name": "http"}, {"port": 80, "name": "web"}]}),
             vec!["spec.ports[1]: Duplicate value: core.ServicePort{Name:\"\", Protocol:\"TCP\", AppProtocol:(*string)(nil), Port:80, TargetPort:intstr.IntOrString{Type:0, IntVal:0, StrVal:\"\"}, NodePort:0}".into()]),
         (json!({"ports": [{"port": 80, "name": "http"}, {"port": 81, "name": "http"}]}), vec!["spec.ports[1].name: Duplicate value: \"http\"".into()]),
@@ -190,7 +234,10 @@ fn service_cluster_ip_is_immutable() {
     let new = service(json!({"clusterIP": "10.96.0.6", "ports": [{"port": 80}]}));
     assert_eq!(
         update("", "Service", old.clone(), new),
-        vec!["spec.clusterIPs[0]: Invalid value: []string{\"10.96.0.6\"}: may not change once set".to_string()]
+        vec![
+            "spec.clusterIPs[0]: Invalid value: []string{\"10.96.0.6\"}: may not change once set"
+                .to_string()
+        ]
     );
     // Omitting the allocated IP keeps it (kubectl apply of a manifest without clusterIP).
     let omitted = service(json!({"ports": [{"port": 8080}]}));
@@ -202,7 +249,9 @@ fn deployment_rules() {
     let cases: Vec<(Value, Vec<String>)> = vec![
         (deployment(json!({"matchLabels": {"app": "web"}}), json!({"app": "x"})),
             vec!["spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"x\"}: `selector` does not match template `labels`".into()]),
-        (deployment(json!(null), json!({"app": "x"})), vec!["spec.selector: Required value".into()]),
+        // A nil selector converts to "nothing", which is not empty and matches no labels.
+        (deployment(json!(null), json!({"app": "x"})), vec!["spec.selector: Required value".into(),
+            "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"x\"}: `selector` does not match template `labels`".into()]),
         (deployment(json!({}), json!({"app": "x"})),
             vec!["spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: empty selector is invalid for deployment".into()]),
         (deployment(json!({"matchExpressions": [{"key": "app", "operator": "In"}]}), json!({"app": "x"})),
@@ -212,10 +261,14 @@ fn deployment_rules() {
     for (obj, want) in cases {
         assert_eq!(create("apps", "Deployment", obj.clone()), want, "{obj}");
     }
-    let mut negative = deployment(json!({"matchLabels": {"app": "web"}}), json!({"app": "web"}));
+    let mut negative = deployment(
+        json!({"matchLabels": {"app": "web"}}),
+        json!({"app": "web"}),
+    );
     negative["spec"]["replicas"] = json!(-1);
     negative["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
-    negative["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "0%"}});
+    negative["spec"]["strategy"] =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "0%"}});
     assert_eq!(
         create("apps", "Deployment", negative),
         vec![
@@ -224,7 +277,10 @@ fn deployment_rules() {
             "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: intstr.IntOrString{Type:0, IntVal:0, StrVal:\"\"}: may not be 0 when `maxSurge` is 0".to_string(),
         ]
     );
-    let mut bad_type = deployment(json!({"matchLabels": {"app": "web"}}), json!({"app": "web"}));
+    let mut bad_type = deployment(
+        json!({"matchLabels": {"app": "web"}}),
+        json!({"app": "web"}),
+    );
     bad_type["spec"]["strategy"] = json!({"type": "BlueGreen"});
     assert_eq!(
         create("apps", "Deployment", bad_type),
@@ -234,8 +290,14 @@ fn deployment_rules() {
 
 #[test]
 fn controller_selectors_are_immutable() {
-    let old = deployment(json!({"matchLabels": {"app": "web"}}), json!({"app": "web", "v": "2"}));
-    let new = deployment(json!({"matchLabels": {"app": "web", "v": "2"}}), json!({"app": "web", "v": "2"}));
+    let old = deployment(
+        json!({"matchLabels": {"app": "web"}}),
+        json!({"app": "web", "v": "2"}),
+    );
+    let new = deployment(
+        json!({"matchLabels": {"app": "web", "v": "2"}}),
+        json!({"app": "web", "v": "2"}),
+    );
     assert_eq!(
         update("apps", "Deployment", old.clone(), new),
         vec!["spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"web\", \"v\":\"2\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable".to_string()]
@@ -247,13 +309,16 @@ fn controller_selectors_are_immutable() {
 
 #[test]
 fn daemon_set_rules() {
-    let ds = |strategy: Value| json!({"metadata": {"name": "rng", "namespace": "d"}, "spec": {"updateStrategy": strategy,
-        "template": {"metadata": {"labels": {"app": "rng"}}, "spec": {"containers": [{"name": "rng", "image": "rng:1"}]}}}});
+    let ds = |strategy: Value| {
+        json!({"metadata": {"name": "rng", "namespace": "d"}, "spec": {"updateStrategy": strategy,
+        "template": {"metadata": {"labels": {"app": "rng"}}, "spec": {"containers": [{"name": "rng", "image": "rng:1"}]}}}})
+    };
     assert_eq!(
         create("apps", "DaemonSet", ds(json!({}))),
         vec!["spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"rng\"}: `selector` does not match template `labels`".to_string()]
     );
-    let mut both = ds(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}}));
+    let mut both =
+        ds(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}}));
     both["spec"]["selector"] = json!({"matchLabels": {"app": "rng"}});
     assert_eq!(
         create("apps", "DaemonSet", both),
@@ -272,23 +337,39 @@ fn smaller_kinds() {
         vec!["addressType: Unsupported value: \"IPv5\": supported values: \"FQDN\", \"IPv4\", \"IPv6\"".to_string()]
     );
     assert_eq!(
-        create("coordination.k8s.io", "Lease", json!({"metadata": {"name": "l", "namespace": "d"}, "spec": {"leaseDurationSeconds": 0}})),
+        create(
+            "coordination.k8s.io",
+            "Lease",
+            json!({"metadata": {"name": "l", "namespace": "d"}, "spec": {"leaseDurationSeconds": 0}})
+        ),
         vec!["spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0".to_string()]
     );
     assert_eq!(
-        create("", "Event", json!({"metadata": {"name": "e", "namespace": "d"}, "involvedObject": {"namespace": "other"}})),
-        vec!["involvedObject.namespace: Invalid value: \"other\": does not match event.namespace".to_string()]
+        create(
+            "",
+            "Event",
+            json!({"metadata": {"name": "e", "namespace": "d"}, "involvedObject": {"namespace": "other"}})
+        ),
+        vec![
+            "involvedObject.namespace: Invalid value: \"other\": does not match event.namespace"
+                .to_string()
+        ]
     );
-    let old_cm = json!({"metadata": {"name": "c", "namespace": "d"}, "immutable": true, "data": {"a": "1"}});
-    let new_cm = json!({"metadata": {"name": "c", "namespace": "d"}, "immutable": true, "data": {"a": "2"}});
+    let old_cm =
+        json!({"metadata": {"name": "c", "namespace": "d"}, "immutable": true, "data": {"a": "1"}});
+    let new_cm =
+        json!({"metadata": {"name": "c", "namespace": "d"}, "immutable": true, "data": {"a": "2"}});
     assert_eq!(
         update("", "ConfigMap", old_cm, new_cm),
         vec!["data: Forbidden: field is immutable when `immutable` is set".to_string()]
     );
     assert_eq!(
-        update("discovery.k8s.io", "EndpointSlice",
+        update(
+            "discovery.k8s.io",
+            "EndpointSlice",
             json!({"metadata": {"name": "s", "namespace": "d"}, "addressType": "IPv4"}),
-            json!({"metadata": {"name": "s", "namespace": "d"}, "addressType": "IPv6"})),
+            json!({"metadata": {"name": "s", "namespace": "d"}, "addressType": "IPv6"})
+        ),
         vec!["addressType: Invalid value: \"IPv6\": field is immutable".to_string()]
     );
 }
@@ -304,7 +385,16 @@ fn node_port_range_message() {
 
 #[test]
 fn api_error_from_field_errors() {
-    let errs = validate_create("apps", "Deployment", &deployment(json!({"matchLabels": {"app": "web"}}), json!({"app": "x"})));
+    let errs = validate_create(
+        "apps",
+        "Deployment",
+        &deployment(json!({"matchLabels": {"app": "web"}}), json!({"app": "x"})),
+    );
     let api = crate::ApiError::invalid("apps", "Deployment", "web", &errs);
-    assert!(api.message.starts_with("Deployment.apps \"web\" is invalid: ["), "{}", api.message);
+    assert!(
+        api.message
+            .starts_with("Deployment.apps \"web\" is invalid: ["),
+        "{}",
+        api.message
+    );
 }

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
-use strategicpatch::PatchTag;
+use strategicpatch::{FieldInfo, PatchSchema, PatchTag};
 
 use crate::registry::{self, RESOURCES};
 
@@ -34,18 +34,28 @@ const WATCH_EVENT: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent";
 const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
 
 /// Definitions upstream puts into every group-version document, whatever its kinds reference.
-pub(crate) const META_DEFINITIONS: &[&str] = &[STATUS, DELETE_OPTIONS, PATCH, API_RESOURCE_LIST, WATCH_EVENT];
+pub(crate) const META_DEFINITIONS: &[&str] = &[
+    STATUS,
+    DELETE_OPTIONS,
+    PATCH,
+    API_RESOURCE_LIST,
+    WATCH_EVENT,
+];
 
 type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
 
-fn schema_of<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+fn schema_of<T: schemars::JsonSchema>(
+    generator: &mut schemars::SchemaGenerator,
+) -> schemars::Schema {
     generator.subschema_for::<T>()
 }
 
 /// Kinds that appear only as the body of a subresource (`deployments/scale` speaks
 /// `autoscaling/v1 Scale`, `pods/binding` speaks `v1 Binding`), keyed by group, version, kind.
-const SUBRESOURCE_KINDS: &[(&str, &str, &str, SchemaFn)] =
-    &[("autoscaling", "v1", "Scale", schema_of::<Scale>), ("", "v1", "Binding", schema_of::<Binding>)];
+const SUBRESOURCE_KINDS: &[(&str, &str, &str, SchemaFn)] = &[
+    ("autoscaling", "v1", "Scale", schema_of::<Scale>),
+    ("", "v1", "Binding", schema_of::<Binding>),
+];
 
 /// Meta types the documents reference from operations rather than from kinds.
 const META_SCHEMAS: &[SchemaFn] = &[
@@ -56,10 +66,6 @@ const META_SCHEMAS: &[SchemaFn] = &[
     schema_of::<WatchEvent<RawExtension>>,
     schema_of::<ListMeta>,
 ];
-
-/// How one field of a definition merges in a strategic merge patch, and the definition of
-/// what it holds.
-pub use strategicpatch::{FieldInfo, PatchSchema};
 
 /// All definitions of all served group versions, keyed by canonical name, in name order.
 #[derive(Debug)]
@@ -77,11 +83,16 @@ impl Schemas {
     /// Generates the definitions of every registry kind, subresource kind and meta type,
     /// annotated with `tags`.
     pub(crate) fn generate(tags: &'static [PatchTag]) -> Schemas {
-        let mut generator = SchemaSettings::openapi3().with(|s| s.meta_schema = None).into_generator();
+        let mut generator = SchemaSettings::openapi3()
+            .with(|s| s.meta_schema = None)
+            .into_generator();
         let mut kinds = HashMap::new();
         for resource in RESOURCES {
             (resource.schema)(&mut generator);
-            kinds.insert(gvk_key(resource.group, resource.version, resource.kind), resource.definition.to_string());
+            kinds.insert(
+                gvk_key(resource.group, resource.version, resource.kind),
+                resource.definition.to_string(),
+            );
         }
         for (group, version, kind, schema) in SUBRESOURCE_KINDS {
             if let Some(name) = ref_name(schema(&mut generator).as_value(), V3_REF_PREFIX) {
@@ -94,7 +105,8 @@ impl Schemas {
         // The transforms of the OpenAPI 3 settings turn `{"$ref", "description"}` (a `$ref`
         // with siblings, which OpenAPI 3.0 ignores) into upstream's
         // `{"allOf": [{"$ref"}], "description"}`, so field documentation survives.
-        let mut definitions: BTreeMap<String, Value> = generator.take_definitions(true).into_iter().collect();
+        let mut definitions: BTreeMap<String, Value> =
+            generator.take_definitions(true).into_iter().collect();
 
         for ((group, version, kind), name) in &kinds {
             if let Some(Value::Object(schema)) = definitions.get_mut(name) {
@@ -109,11 +121,20 @@ impl Schemas {
         mark_meta_kinds(&mut definitions);
         let unmatched_tags = annotate_patch_tags(&mut definitions, tags);
 
-        let mut tag_index: HashMap<&'static str, HashMap<&'static str, &'static PatchTag>> = HashMap::new();
+        let mut tag_index: HashMap<&'static str, HashMap<&'static str, &'static PatchTag>> =
+            HashMap::new();
         for tag in tags {
-            tag_index.entry(tag.definition).or_default().insert(tag.field, tag);
+            tag_index
+                .entry(tag.definition)
+                .or_default()
+                .insert(tag.field, tag);
         }
-        Schemas { definitions, kinds, tags: tag_index, unmatched_tags }
+        Schemas {
+            definitions,
+            kinds,
+            tags: tag_index,
+            unmatched_tags,
+        }
     }
 
     /// The definition named `name`.
@@ -129,7 +150,9 @@ impl Schemas {
     /// Definition name of a kind (`apps`, `v1`, `Deployment`) or subresource kind
     /// (`autoscaling`, `v1`, `Scale`).
     pub fn definition_for_kind(&self, group: &str, version: &str, kind: &str) -> Option<&str> {
-        self.kinds.get(&gvk_key(group, version, kind)).map(String::as_str)
+        self.kinds
+            .get(&gvk_key(group, version, kind))
+            .map(String::as_str)
     }
 
     /// Patch tags that name a served definition but a field it lacks.
@@ -140,7 +163,10 @@ impl Schemas {
     /// `roots` and every definition they reference, transitively, in name order. Names
     /// that are not definitions are left out (the document checker in the tests would
     /// report the dangling `$ref`).
-    pub(crate) fn closure<'a>(&'a self, roots: impl IntoIterator<Item = String>) -> BTreeMap<&'a str, &'a Value> {
+    pub(crate) fn closure<'a>(
+        &'a self,
+        roots: impl IntoIterator<Item = String>,
+    ) -> BTreeMap<&'a str, &'a Value> {
         let mut out = BTreeMap::new();
         let mut pending: Vec<String> = roots.into_iter().collect();
         let mut seen = BTreeSet::new();
@@ -148,7 +174,9 @@ impl Schemas {
             if !seen.insert(name.clone()) {
                 continue;
             }
-            let Some((key, schema)) = self.definitions.get_key_value(&name) else { continue };
+            let Some((key, schema)) = self.definitions.get_key_value(&name) else {
+                continue;
+            };
             out.insert(key.as_str(), schema);
             let mut refs = Vec::new();
             collect_refs(schema, &mut refs);
@@ -165,10 +193,22 @@ impl Schemas {
 
 impl PatchSchema for Schemas {
     fn field(&self, definition: &str, field: &str) -> FieldInfo {
-        let tag = self.tags.get(definition).and_then(|fields| fields.get(field));
-        let property = self.definitions.get(definition).and_then(|d| d.get("properties")).and_then(|p| p.get(field));
+        let tag = self
+            .tags
+            .get(definition)
+            .and_then(|fields| fields.get(field));
+        let property = self
+            .definitions
+            .get(definition)
+            .and_then(|d| d.get("properties"))
+            .and_then(|p| p.get(field));
         let (child, is_map) = property.map(value_definition).unwrap_or_default();
-        FieldInfo { strategy: tag.map(|t| t.strategy), merge_key: tag.and_then(|t| t.merge_key), child, is_map }
+        FieldInfo {
+            strategy: tag.map(|t| t.strategy),
+            merge_key: tag.and_then(|t| t.merge_key),
+            child,
+            is_map,
+        }
     }
 }
 
@@ -189,8 +229,13 @@ fn value_definition(property: &Value) -> (Option<String>, bool) {
 
 /// `{"$ref": R}` or `{"allOf": [{"$ref": R}], ...}` → the name in R.
 fn direct_ref(schema: &Value) -> Option<&str> {
-    ref_name(schema, V3_REF_PREFIX)
-        .or_else(|| schema.get("allOf")?.as_array()?.first().and_then(|first| ref_name(first, V3_REF_PREFIX)))
+    ref_name(schema, V3_REF_PREFIX).or_else(|| {
+        schema
+            .get("allOf")?
+            .as_array()?
+            .first()
+            .and_then(|first| ref_name(first, V3_REF_PREFIX))
+    })
 }
 
 fn ref_name<'a>(schema: &'a Value, prefix: &str) -> Option<&'a str> {
@@ -245,7 +290,10 @@ pub(crate) fn gvk(group: &str, version: &str, kind: &str) -> Value {
 /// required because its Rust field is not optional; upstream does not, and `kubectl explain`
 /// would print `-required-` next to it.
 fn mark_kind(schema: &mut Map<String, Value>, kinds: &[Value]) {
-    schema.insert("x-kubernetes-group-version-kind".into(), Value::Array(kinds.to_vec()));
+    schema.insert(
+        "x-kubernetes-group-version-kind".into(),
+        Value::Array(kinds.to_vec()),
+    );
     if let Some(Value::Array(required)) = schema.get_mut("required") {
         required.retain(|field| field != "metadata");
         if required.is_empty() {
@@ -262,8 +310,10 @@ fn mark_meta_kinds(definitions: &mut BTreeMap<String, Value>) {
     }
     for name in [DELETE_OPTIONS, WATCH_EVENT] {
         let kind = name.rsplit('.').next().unwrap_or(name);
-        let kinds: Vec<Value> =
-            registry::group_versions().iter().map(|(group, version)| gvk(group, version, kind)).collect();
+        let kinds: Vec<Value> = registry::group_versions()
+            .iter()
+            .map(|(group, version)| gvk(group, version, kind))
+            .collect();
         if let Some(Value::Object(schema)) = definitions.get_mut(name) {
             mark_kind(schema, &kinds);
         }
@@ -272,14 +322,23 @@ fn mark_meta_kinds(definitions: &mut BTreeMap<String, Value>) {
 
 /// `<Kind>List`, shaped like upstream's: apiVersion and kind (documented as in the kind
 /// itself), ListMeta, and the items.
-fn list_schema(definitions: &BTreeMap<String, Value>, resource: &registry::ResourceInfo) -> Option<Value> {
+fn list_schema(
+    definitions: &BTreeMap<String, Value>,
+    resource: &registry::ResourceInfo,
+) -> Option<Value> {
     let kind_properties = definitions.get(resource.definition)?.get("properties")?;
     let list_kind = resource.list_kind();
     // "Endpoints" is already plural.
-    let plural_kind =
-        if resource.kind.ends_with('s') { resource.kind.to_string() } else { format!("{}s", resource.kind) };
+    let plural_kind = if resource.kind.ends_with('s') {
+        resource.kind.to_string()
+    } else {
+        format!("{}s", resource.kind)
+    };
     let mut properties = Map::new();
-    properties.insert("apiVersion".into(), kind_properties.get("apiVersion")?.clone());
+    properties.insert(
+        "apiVersion".into(),
+        kind_properties.get("apiVersion")?.clone(),
+    );
     properties.insert(
         "items".into(),
         json!({
@@ -308,10 +367,15 @@ fn list_schema(definitions: &BTreeMap<String, Value>, resource: &registry::Resou
 /// Puts each tag's strategy and merge key on the property it names, where
 /// `PatchMetaFromOpenAPIV3` (kubectl apply) reads them. Returns the tags whose definition
 /// exists but whose field does not.
-fn annotate_patch_tags(definitions: &mut BTreeMap<String, Value>, tags: &'static [PatchTag]) -> Vec<&'static PatchTag> {
+fn annotate_patch_tags(
+    definitions: &mut BTreeMap<String, Value>,
+    tags: &'static [PatchTag],
+) -> Vec<&'static PatchTag> {
     let mut unmatched = Vec::new();
     for tag in tags {
-        let Some(definition) = definitions.get_mut(tag.definition) else { continue };
+        let Some(definition) = definitions.get_mut(tag.definition) else {
+            continue;
+        };
         let property = definition
             .get_mut("properties")
             .and_then(|properties| properties.get_mut(tag.field))
@@ -333,10 +397,30 @@ mod tests {
     use super::*;
 
     static TEST_TAGS: &[PatchTag] = &[
-        PatchTag { definition: "io.k8s.api.core.v1.PodSpec", field: "containers", strategy: "merge", merge_key: Some("name") },
-        PatchTag { definition: "io.k8s.api.apps.v1.DeploymentSpec", field: "strategy", strategy: "retainKeys", merge_key: None },
-        PatchTag { definition: "io.k8s.api.core.v1.PodSpec", field: "noSuchField", strategy: "merge", merge_key: None },
-        PatchTag { definition: "io.k8s.api.example.v1.Unserved", field: "items", strategy: "merge", merge_key: None },
+        PatchTag {
+            definition: "io.k8s.api.core.v1.PodSpec",
+            field: "containers",
+            strategy: "merge",
+            merge_key: Some("name"),
+        },
+        PatchTag {
+            definition: "io.k8s.api.apps.v1.DeploymentSpec",
+            field: "strategy",
+            strategy: "retainKeys",
+            merge_key: None,
+        },
+        PatchTag {
+            definition: "io.k8s.api.core.v1.PodSpec",
+            field: "noSuchField",
+            strategy: "merge",
+            merge_key: None,
+        },
+        PatchTag {
+            definition: "io.k8s.api.example.v1.Unserved",
+            field: "items",
+            strategy: "merge",
+            merge_key: None,
+        },
     ];
 
     fn schemas() -> Schemas {
@@ -347,24 +431,43 @@ mod tests {
     fn registry_definition_names_match_the_generated_schemas() {
         let schemas = schemas();
         for resource in RESOURCES {
-            let schema = schemas.get(resource.definition).unwrap_or_else(|| panic!("{} missing", resource.definition));
+            let schema = schemas
+                .get(resource.definition)
+                .unwrap_or_else(|| panic!("{} missing", resource.definition));
             assert_eq!(
                 schema["x-kubernetes-group-version-kind"],
                 json!([gvk(resource.group, resource.version, resource.kind)]),
                 "{}",
                 resource.definition
             );
-            let list = schemas.get(&format!("{}List", resource.definition)).expect("list kind");
-            assert_eq!(list["x-kubernetes-group-version-kind"][0]["kind"], json!(resource.list_kind()));
+            let list = schemas
+                .get(&format!("{}List", resource.definition))
+                .expect("list kind");
+            assert_eq!(
+                list["x-kubernetes-group-version-kind"][0]["kind"],
+                json!(resource.list_kind())
+            );
         }
-        assert_eq!(schemas.definition_for_kind("autoscaling", "v1", "Scale"), Some("io.k8s.api.autoscaling.v1.Scale"));
-        assert_eq!(schemas.definition_for_kind("", "v1", "Binding"), Some("io.k8s.api.core.v1.Binding"));
+        assert_eq!(
+            schemas.definition_for_kind("autoscaling", "v1", "Scale"),
+            Some("io.k8s.api.autoscaling.v1.Scale")
+        );
+        assert_eq!(
+            schemas.definition_for_kind("", "v1", "Binding"),
+            Some("io.k8s.api.core.v1.Binding")
+        );
     }
 
     #[test]
     fn kinds_do_not_require_metadata_but_keep_other_required_fields() {
         let schemas = schemas();
-        assert!(schemas.get("io.k8s.api.apps.v1.Deployment").unwrap().get("required").is_none());
+        assert!(
+            schemas
+                .get("io.k8s.api.apps.v1.Deployment")
+                .unwrap()
+                .get("required")
+                .is_none()
+        );
         let event_required = &schemas.get("io.k8s.api.core.v1.Event").unwrap()["required"];
         assert_eq!(event_required, &json!(["involvedObject"]));
     }
@@ -372,18 +475,29 @@ mod tests {
     #[test]
     fn references_with_documentation_use_all_of_like_upstream() {
         let schemas = schemas();
-        let strategy = &schemas.get("io.k8s.api.apps.v1.DeploymentSpec").unwrap()["properties"]["strategy"];
-        assert_eq!(strategy["allOf"], json!([{"$ref": "#/components/schemas/io.k8s.api.apps.v1.DeploymentStrategy"}]));
-        assert!(strategy["description"].as_str().unwrap().contains("deployment strategy"));
+        let strategy =
+            &schemas.get("io.k8s.api.apps.v1.DeploymentSpec").unwrap()["properties"]["strategy"];
+        assert_eq!(
+            strategy["allOf"],
+            json!([{"$ref": "#/components/schemas/io.k8s.api.apps.v1.DeploymentStrategy"}])
+        );
+        assert!(
+            strategy["description"]
+                .as_str()
+                .unwrap()
+                .contains("deployment strategy")
+        );
     }
 
     #[test]
     fn patch_tags_land_on_their_properties_and_stale_ones_are_reported() {
         let schemas = schemas();
-        let containers = &schemas.get("io.k8s.api.core.v1.PodSpec").unwrap()["properties"]["containers"];
+        let containers =
+            &schemas.get("io.k8s.api.core.v1.PodSpec").unwrap()["properties"]["containers"];
         assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
         assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
-        let strategy = &schemas.get("io.k8s.api.apps.v1.DeploymentSpec").unwrap()["properties"]["strategy"];
+        let strategy =
+            &schemas.get("io.k8s.api.apps.v1.DeploymentSpec").unwrap()["properties"]["strategy"];
         assert_eq!(strategy["x-kubernetes-patch-strategy"], "retainKeys");
         assert!(strategy.get("x-kubernetes-patch-merge-key").is_none());
         let unmatched: Vec<_> = schemas.unmatched_tags().iter().map(|t| t.field).collect();
@@ -394,11 +508,20 @@ mod tests {
     fn patch_schema_walks_deployment_down_to_containers() {
         let schemas = schemas();
         let spec = schemas.field("io.k8s.api.apps.v1.Deployment", "spec");
-        assert_eq!(spec.child.as_deref(), Some("io.k8s.api.apps.v1.DeploymentSpec"));
+        assert_eq!(
+            spec.child.as_deref(),
+            Some("io.k8s.api.apps.v1.DeploymentSpec")
+        );
         let template = schemas.field(spec.child.as_deref().unwrap(), "template");
-        assert_eq!(template.child.as_deref(), Some("io.k8s.api.core.v1.PodTemplateSpec"));
+        assert_eq!(
+            template.child.as_deref(),
+            Some("io.k8s.api.core.v1.PodTemplateSpec")
+        );
         let pod_spec = schemas.field(template.child.as_deref().unwrap(), "spec");
-        assert_eq!(pod_spec.child.as_deref(), Some("io.k8s.api.core.v1.PodSpec"));
+        assert_eq!(
+            pod_spec.child.as_deref(),
+            Some("io.k8s.api.core.v1.PodSpec")
+        );
         let containers = schemas.field(pod_spec.child.as_deref().unwrap(), "containers");
         assert_eq!(
             containers,
@@ -415,12 +538,27 @@ mod tests {
     fn patch_schema_knows_maps_and_unknowns() {
         let schemas = schemas();
         let labels = schemas.field("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "labels");
-        assert_eq!(labels, FieldInfo { is_map: true, ..FieldInfo::default() });
+        assert_eq!(
+            labels,
+            FieldInfo {
+                is_map: true,
+                ..FieldInfo::default()
+            }
+        );
         let limits = schemas.field("io.k8s.api.core.v1.ResourceRequirements", "limits");
-        assert_eq!(limits.child.as_deref(), Some("io.k8s.apimachinery.pkg.api.resource.Quantity"));
+        assert_eq!(
+            limits.child.as_deref(),
+            Some("io.k8s.apimachinery.pkg.api.resource.Quantity")
+        );
         assert!(limits.is_map);
-        assert_eq!(schemas.field("io.k8s.api.core.v1.PodSpec", "bogus"), FieldInfo::default());
-        assert_eq!(schemas.field("no.such.Definition", "spec"), FieldInfo::default());
+        assert_eq!(
+            schemas.field("io.k8s.api.core.v1.PodSpec", "bogus"),
+            FieldInfo::default()
+        );
+        assert_eq!(
+            schemas.field("no.such.Definition", "spec"),
+            FieldInfo::default()
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::definitions::{API_RESOURCE_LIST, DELETE_OPTIONS, PATCH, STATUS, Schemas, V2_REF_PREFIX, V3_REF_PREFIX, gvk};
+use super::definitions::{
+    API_RESOURCE_LIST, DELETE_OPTIONS, PATCH, STATUS, Schemas, V2_REF_PREFIX, V3_REF_PREFIX, gvk,
+};
 use crate::registry::{ResourceInfo, Subresource};
 
 /// Content types of a PATCH request body, as the server accepts them.
@@ -77,37 +79,141 @@ pub(crate) struct Param {
     description: String,
 }
 
-const fn query(name: &'static str, ty: ParamType, description: &'static str) -> (&'static str, ParamType, &'static str) {
+const fn query(
+    name: &'static str,
+    ty: ParamType,
+    description: &'static str,
+) -> (&'static str, ParamType, &'static str) {
     (name, ty, description)
 }
 
 /// Query parameters, described in our own words.
 const QUERY_PARAMS: &[(&str, ParamType, &str)] = &[
-    query("pretty", ParamType::String, "If 'true', the output is pretty printed."),
-    query("dryRun", ParamType::String, "When present (value `All`), the request is processed fully but nothing is persisted."),
-    query("fieldManager", ParamType::String, "Name of the actor making the change, recorded in managedFields. Required for apply patches."),
-    query("fieldValidation", ParamType::String, "How to treat unknown or duplicate fields in the request body (POST/PUT/PATCH): `Ignore` drops them silently, `Warn` drops them with a warning header (the default), `Strict` rejects the request with a BadRequest listing them."),
-    query("force", ParamType::Boolean, "Re-acquire fields owned by other managers on an apply patch. Must be unset for other patch types."),
-    query("labelSelector", ParamType::String, "Restrict the returned objects to those whose labels match this selector. Defaults to everything."),
-    query("fieldSelector", ParamType::String, "Restrict the returned objects to those whose fields match this selector. Defaults to everything."),
-    query("limit", ParamType::Integer, "Maximum number of objects to return; when more exist, the list metadata carries a `continue` token."),
-    query("continue", ParamType::String, "Token from a previous limited list call, to fetch the next chunk."),
-    query("resourceVersion", ParamType::String, "Constrains which resource version the request may be served from; for watches, where to start."),
-    query("resourceVersionMatch", ParamType::String, "How `resourceVersion` applies to a list call: `Exact` or `NotOlderThan`."),
-    query("watch", ParamType::Boolean, "Stream add, update and delete notifications for the selected objects instead of listing them."),
-    query("allowWatchBookmarks", ParamType::Boolean, "Ask for BOOKMARK watch events, which carry only a resourceVersion."),
-    query("sendInitialEvents", ParamType::Boolean, "Start a watch with synthetic ADDED events for the current state, then a bookmark."),
-    query("timeoutSeconds", ParamType::Integer, "Timeout for the list or watch call, in seconds."),
-    query("gracePeriodSeconds", ParamType::Integer, "Seconds before the object should be deleted; zero deletes immediately."),
-    query("orphanDependents", ParamType::Boolean, "Deprecated: use propagationPolicy. Whether dependents are orphaned."),
-    query("propagationPolicy", ParamType::String, "Garbage collection of dependents: `Orphan`, `Background` or `Foreground`."),
-    query("container", ParamType::String, "The container to stream logs of. Defaults to the only container of the pod."),
-    query("follow", ParamType::Boolean, "Keep streaming the log as it grows."),
-    query("limitBytes", ParamType::Integer, "Stop after this many bytes of log."),
-    query("previous", ParamType::Boolean, "Return the log of the previous, terminated container instance."),
-    query("sinceSeconds", ParamType::Integer, "Only return log lines newer than this many seconds."),
-    query("tailLines", ParamType::Integer, "Only return this many lines from the end of the log."),
-    query("timestamps", ParamType::Boolean, "Prefix every log line with an RFC3339 timestamp."),
+    query(
+        "pretty",
+        ParamType::String,
+        "If 'true', the output is pretty printed.",
+    ),
+    query(
+        "dryRun",
+        ParamType::String,
+        "When present (value `All`), the request is processed fully but nothing is persisted.",
+    ),
+    query(
+        "fieldManager",
+        ParamType::String,
+        "Name of the actor making the change, recorded in managedFields. Required for apply patches.",
+    ),
+    query(
+        "fieldValidation",
+        ParamType::String,
+        "How to treat unknown or duplicate fields in the request body (POST/PUT/PATCH): `Ignore` drops them silently, `Warn` drops them with a warning header (the default), `Strict` rejects the request with a BadRequest listing them.",
+    ),
+    query(
+        "force",
+        ParamType::Boolean,
+        "Re-acquire fields owned by other managers on an apply patch. Must be unset for other patch types.",
+    ),
+    query(
+        "labelSelector",
+        ParamType::String,
+        "Restrict the returned objects to those whose labels match this selector. Defaults to everything.",
+    ),
+    query(
+        "fieldSelector",
+        ParamType::String,
+        "Restrict the returned objects to those whose fields match this selector. Defaults to everything.",
+    ),
+    query(
+        "limit",
+        ParamType::Integer,
+        "Maximum number of objects to return; when more exist, the list metadata carries a `continue` token.",
+    ),
+    query(
+        "continue",
+        ParamType::String,
+        "Token from a previous limited list call, to fetch the next chunk.",
+    ),
+    query(
+        "resourceVersion",
+        ParamType::String,
+        "Constrains which resource version the request may be served from; for watches, where to start.",
+    ),
+    query(
+        "resourceVersionMatch",
+        ParamType::String,
+        "How `resourceVersion` applies to a list call: `Exact` or `NotOlderThan`.",
+    ),
+    query(
+        "watch",
+        ParamType::Boolean,
+        "Stream add, update and delete notifications for the selected objects instead of listing them.",
+    ),
+    query(
+        "allowWatchBookmarks",
+        ParamType::Boolean,
+        "Ask for BOOKMARK watch events, which carry only a resourceVersion.",
+    ),
+    query(
+        "sendInitialEvents",
+        ParamType::Boolean,
+        "Start a watch with synthetic ADDED events for the current state, then a bookmark.",
+    ),
+    query(
+        "timeoutSeconds",
+        ParamType::Integer,
+        "Timeout for the list or watch call, in seconds.",
+    ),
+    query(
+        "gracePeriodSeconds",
+        ParamType::Integer,
+        "Seconds before the object should be deleted; zero deletes immediately.",
+    ),
+    query(
+        "orphanDependents",
+        ParamType::Boolean,
+        "Deprecated: use propagationPolicy. Whether dependents are orphaned.",
+    ),
+    query(
+        "propagationPolicy",
+        ParamType::String,
+        "Garbage collection of dependents: `Orphan`, `Background` or `Foreground`.",
+    ),
+    query(
+        "container",
+        ParamType::String,
+        "The container to stream logs of. Defaults to the only container of the pod.",
+    ),
+    query(
+        "follow",
+        ParamType::Boolean,
+        "Keep streaming the log as it grows.",
+    ),
+    query(
+        "limitBytes",
+        ParamType::Integer,
+        "Stop after this many bytes of log.",
+    ),
+    query(
+        "previous",
+        ParamType::Boolean,
+        "Return the log of the previous, terminated container instance.",
+    ),
+    query(
+        "sinceSeconds",
+        ParamType::Integer,
+        "Only return log lines newer than this many seconds.",
+    ),
+    query(
+        "tailLines",
+        ParamType::Integer,
+        "Only return this many lines from the end of the log.",
+    ),
+    query(
+        "timestamps",
+        ParamType::Boolean,
+        "Prefix every log line with an RFC3339 timestamp.",
+    ),
 ];
 
 fn query_params(names: &[&str]) -> Vec<Param> {
@@ -124,7 +230,12 @@ fn query_params(names: &[&str]) -> Vec<Param> {
 }
 
 fn path_param(name: &'static str, description: String) -> Param {
-    Param { name, location: Location::Path, ty: ParamType::String, description }
+    Param {
+        name,
+        location: Location::Path,
+        ty: ParamType::String,
+        description,
+    }
 }
 
 const WRITE_PARAMS: &[&str] = &["dryRun", "fieldManager", "fieldValidation"];
@@ -142,9 +253,21 @@ const LIST_PARAMS: &[&str] = &[
     "watch",
 ];
 /// List parameters without the watch-only ones, for resources that cannot be watched.
-const LIST_PARAMS_NO_WATCH: &[&str] =
-    &["continue", "fieldSelector", "labelSelector", "limit", "resourceVersion", "resourceVersionMatch", "timeoutSeconds"];
-const DELETE_PARAMS: &[&str] = &["dryRun", "gracePeriodSeconds", "orphanDependents", "propagationPolicy"];
+const LIST_PARAMS_NO_WATCH: &[&str] = &[
+    "continue",
+    "fieldSelector",
+    "labelSelector",
+    "limit",
+    "resourceVersion",
+    "resourceVersionMatch",
+    "timeoutSeconds",
+];
+const DELETE_PARAMS: &[&str] = &[
+    "dryRun",
+    "gracePeriodSeconds",
+    "orphanDependents",
+    "propagationPolicy",
+];
 const DELETE_COLLECTION_PARAMS: &[&str] = &[
     "continue",
     "dryRun",
@@ -158,8 +281,15 @@ const DELETE_COLLECTION_PARAMS: &[&str] = &[
     "resourceVersionMatch",
     "timeoutSeconds",
 ];
-const LOG_PARAMS: &[&str] =
-    &["container", "follow", "limitBytes", "previous", "sinceSeconds", "tailLines", "timestamps"];
+const LOG_PARAMS: &[&str] = &[
+    "container",
+    "follow",
+    "limitBytes",
+    "previous",
+    "sinceSeconds",
+    "tailLines",
+    "timestamps",
+];
 
 /// What a request or response carries.
 #[derive(Clone, Debug)]
@@ -208,24 +338,43 @@ pub(crate) struct PathItem {
 
 /// `AppsV1`, `CoreV1`, `CoordinationV1`: the group-version part of upstream operation ids.
 fn operation_prefix(group: &str, version: &str) -> String {
-    let group_words = if group.is_empty() { "core" } else { group.strip_suffix(".k8s.io").unwrap_or(group) };
-    group_words.split('.').chain([version]).map(capitalize).collect()
+    let group_words = if group.is_empty() {
+        "core"
+    } else {
+        group.strip_suffix(".k8s.io").unwrap_or(group)
+    };
+    group_words
+        .split('.')
+        .chain([version])
+        .map(capitalize)
+        .collect()
 }
 
 fn capitalize(word: &str) -> String {
     let mut chars = word.chars();
-    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 fn tag(group: &str, version: &str) -> String {
-    let group = if group.is_empty() { "core" } else { group.strip_suffix(".k8s.io").unwrap_or(group) };
+    let group = if group.is_empty() {
+        "core"
+    } else {
+        group.strip_suffix(".k8s.io").unwrap_or(group)
+    };
     format!("{}_{version}", group.replace('.', "_"))
 }
 
 fn responses(definition: &str, codes: &[u16]) -> Vec<Response> {
     codes
         .iter()
-        .map(|&code| Response { code, payload: Payload::Definition(definition.to_string()), watchable: false })
+        .map(|&code| Response {
+            code,
+            payload: Payload::Definition(definition.to_string()),
+            watchable: false,
+        })
         .collect()
 }
 
@@ -237,7 +386,11 @@ pub(crate) fn group_version_paths(
     schemas: &Schemas,
 ) -> Vec<PathItem> {
     let prefix = operation_prefix(group, version);
-    let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+    let base = if group.is_empty() {
+        format!("/api/{version}")
+    } else {
+        format!("/apis/{group}/{version}")
+    };
     let mut items = vec![PathItem {
         path: format!("{base}/"),
         params: Vec::new(),
@@ -263,22 +416,38 @@ fn resource_paths(resource: &ResourceInfo, prefix: &str, schemas: &Schemas) -> V
     let kind = resource.kind;
     let definition = resource.definition;
     let list_definition = format!("{definition}List");
-    let scope = if resource.namespaced { "Namespaced" } else { "" };
+    let scope = if resource.namespaced {
+        "Namespaced"
+    } else {
+        ""
+    };
     let has = |verb: &str| resource.verbs.contains(&verb);
-    let own_gvk = Some((resource.group.to_string(), resource.version.to_string(), kind.to_string()));
+    let own_gvk = Some((
+        resource.group.to_string(),
+        resource.version.to_string(),
+        kind.to_string(),
+    ));
     let base = resource.gv_path();
     let collection = if resource.namespaced {
         format!("{base}/namespaces/{{namespace}}/{}", resource.plural)
     } else {
         format!("{base}/{}", resource.plural)
     };
-    let namespace_param =
-        || path_param("namespace", "object name and auth scope, such as for teams and projects".into());
+    let namespace_param = || {
+        path_param(
+            "namespace",
+            "object name and auth scope, such as for teams and projects".into(),
+        )
+    };
     let mut scope_params: Vec<Param> = Vec::new();
     if resource.namespaced {
         scope_params.push(namespace_param());
     }
-    let list_params = if has("watch") { LIST_PARAMS } else { LIST_PARAMS_NO_WATCH };
+    let list_params = if has("watch") {
+        LIST_PARAMS
+    } else {
+        LIST_PARAMS_NO_WATCH
+    };
     let list_operation = |id: String| Operation {
         method: Method::Get,
         id,
@@ -308,7 +477,10 @@ fn resource_paths(resource: &ResourceInfo, prefix: &str, schemas: &Schemas) -> V
             action: "post",
             gvk: own_gvk.clone(),
             params: query_params(WRITE_PARAMS),
-            body: Some(Body::Object { definition: definition.to_string(), required: true }),
+            body: Some(Body::Object {
+                definition: definition.to_string(),
+                required: true,
+            }),
             responses: responses(definition, &[200, 201, 202]),
         });
     }
@@ -320,21 +492,30 @@ fn resource_paths(resource: &ResourceInfo, prefix: &str, schemas: &Schemas) -> V
             action: "deletecollection",
             gvk: own_gvk.clone(),
             params: query_params(DELETE_COLLECTION_PARAMS),
-            body: Some(Body::Object { definition: DELETE_OPTIONS.to_string(), required: false }),
+            body: Some(Body::Object {
+                definition: DELETE_OPTIONS.to_string(),
+                required: false,
+            }),
             responses: responses(STATUS, &[200]),
         });
     }
     if !collection_ops.is_empty() {
         let mut params = scope_params.clone();
         params.extend(query_params(&["pretty"]));
-        items.push(PathItem { path: collection.clone(), params, operations: collection_ops });
+        items.push(PathItem {
+            path: collection.clone(),
+            params,
+            operations: collection_ops,
+        });
     }
 
     if resource.namespaced && has("list") {
         items.push(PathItem {
             path: format!("{base}/{}", resource.plural),
             params: query_params(&["pretty"]),
-            operations: vec![list_operation(format!("list{prefix}{kind}ForAllNamespaces"))],
+            operations: vec![list_operation(format!(
+                "list{prefix}{kind}ForAllNamespaces"
+            ))],
         });
     }
 
@@ -360,16 +541,30 @@ fn resource_paths(resource: &ResourceInfo, prefix: &str, schemas: &Schemas) -> V
             action: "delete",
             gvk: own_gvk.clone(),
             params: query_params(DELETE_PARAMS),
-            body: Some(Body::Object { definition: DELETE_OPTIONS.to_string(), required: false }),
+            body: Some(Body::Object {
+                definition: DELETE_OPTIONS.to_string(),
+                required: false,
+            }),
             responses: responses(STATUS, &[200, 202]),
         });
     }
     if !item_ops.is_empty() {
-        items.push(PathItem { path: item_path.clone(), params: item_params.clone(), operations: item_ops });
+        items.push(PathItem {
+            path: item_path.clone(),
+            params: item_params.clone(),
+            operations: item_ops,
+        });
     }
 
     for subresource in resource.subresources {
-        if let Some(item) = subresource_path(resource, subresource, &item_path, &item_params, prefix, schemas) {
+        if let Some(item) = subresource_path(
+            resource,
+            subresource,
+            &item_path,
+            &item_params,
+            prefix,
+            schemas,
+        ) {
             items.push(item);
         }
     }
@@ -390,7 +585,14 @@ struct ObjectVerbs<'a> {
 
 impl ObjectVerbs<'_> {
     fn operations(&self) -> Vec<Operation> {
-        let ObjectVerbs { prefix, scope, kind, suffix, definition, .. } = self;
+        let ObjectVerbs {
+            prefix,
+            scope,
+            kind,
+            suffix,
+            definition,
+            ..
+        } = self;
         let what = if suffix.is_empty() {
             "the specified".to_string()
         } else {
@@ -418,7 +620,10 @@ impl ObjectVerbs<'_> {
                 action: "put",
                 gvk: self.gvk.clone(),
                 params: query_params(WRITE_PARAMS),
-                body: Some(Body::Object { definition: definition.to_string(), required: true }),
+                body: Some(Body::Object {
+                    definition: definition.to_string(),
+                    required: true,
+                }),
                 responses: responses(definition, &[200, 201]),
             });
         }
@@ -442,7 +647,10 @@ impl ObjectVerbs<'_> {
                 action: "post",
                 gvk: self.gvk.clone(),
                 params: query_params(WRITE_PARAMS),
-                body: Some(Body::Object { definition: definition.to_string(), required: true }),
+                body: Some(Body::Object {
+                    definition: definition.to_string(),
+                    required: true,
+                }),
                 responses: responses(definition, &[200, 201, 202]),
             });
         }
@@ -460,10 +668,18 @@ fn subresource_path(
 ) -> Option<PathItem> {
     let suffix = capitalize(subresource.name);
     let path = format!("{item_path}/{}", subresource.name);
-    let gvk = Some((subresource.group.to_string(), subresource.version.to_string(), subresource.kind.to_string()));
+    let gvk = Some((
+        subresource.group.to_string(),
+        subresource.version.to_string(),
+        subresource.kind.to_string(),
+    ));
     if subresource.name == "log" {
         // The log is text, not an object of the subresource's kind.
-        let scope = if resource.namespaced { "Namespaced" } else { "" };
+        let scope = if resource.namespaced {
+            "Namespaced"
+        } else {
+            ""
+        };
         let operation = Operation {
             method: Method::Get,
             id: format!("read{prefix}{scope}{}{suffix}", resource.kind),
@@ -472,14 +688,27 @@ fn subresource_path(
             gvk,
             params: query_params(LOG_PARAMS),
             body: None,
-            responses: vec![Response { code: 200, payload: Payload::Text, watchable: false }],
+            responses: vec![Response {
+                code: 200,
+                payload: Payload::Text,
+                watchable: false,
+            }],
         };
-        return Some(PathItem { path, params: item_params.to_vec(), operations: vec![operation] });
+        return Some(PathItem {
+            path,
+            params: item_params.to_vec(),
+            operations: vec![operation],
+        });
     }
-    let definition = schemas.definition_for_kind(subresource.group, subresource.version, subresource.kind)?;
+    let definition =
+        schemas.definition_for_kind(subresource.group, subresource.version, subresource.kind)?;
     let verbs = ObjectVerbs {
         prefix,
-        scope: if resource.namespaced { "Namespaced" } else { "" },
+        scope: if resource.namespaced {
+            "Namespaced"
+        } else {
+            ""
+        },
         kind: resource.kind,
         suffix: &suffix,
         definition,
@@ -487,7 +716,11 @@ fn subresource_path(
         verbs: subresource.verbs,
     };
     let operations = verbs.operations();
-    (!operations.is_empty()).then(|| PathItem { path, params: item_params.to_vec(), operations })
+    (!operations.is_empty()).then(|| PathItem {
+        path,
+        params: item_params.to_vec(),
+        operations,
+    })
 }
 
 fn gvk_value((group, version, kind): &(String, String, String)) -> Value {
@@ -521,18 +754,32 @@ fn status_text(code: u16) -> &'static str {
 
 /// Renders path items as an OpenAPI 3.0 `paths` object.
 pub(crate) fn render_v3(items: &[PathItem], tag: &str) -> Map<String, Value> {
-    items.iter().map(|item| (item.path.clone(), v3_path_item(item, tag))).collect()
+    items
+        .iter()
+        .map(|item| (item.path.clone(), v3_path_item(item, tag)))
+        .collect()
 }
 
 fn v3_param(param: &Param) -> Value {
     let mut out = Map::new();
     out.insert("description".into(), param.description.clone().into());
-    out.insert("in".into(), if param.location == Location::Path { "path" } else { "query" }.into());
+    out.insert(
+        "in".into(),
+        if param.location == Location::Path {
+            "path"
+        } else {
+            "query"
+        }
+        .into(),
+    );
     out.insert("name".into(), param.name.into());
     if param.location == Location::Path {
         out.insert("required".into(), true.into());
     }
-    out.insert("schema".into(), json!({"type": param.ty.name(), "uniqueItems": true}));
+    out.insert(
+        "schema".into(),
+        json!({"type": param.ty.name(), "uniqueItems": true}),
+    );
     Value::Object(out)
 }
 
@@ -545,7 +792,10 @@ fn v3_path_item(item: &PathItem, tag: &str) -> Value {
         operation.insert("description".into(), op.description.clone().into());
         operation.insert("operationId".into(), op.id.clone().into());
         if !op.params.is_empty() {
-            operation.insert("parameters".into(), op.params.iter().map(v3_param).collect());
+            operation.insert(
+                "parameters".into(),
+                op.params.iter().map(v3_param).collect(),
+            );
         }
         if let Some(body) = &op.body {
             operation.insert("requestBody".into(), v3_request_body(body));
@@ -572,7 +822,10 @@ fn v3_path_item(item: &PathItem, tag: &str) -> Value {
         out.insert(op.method.key().into(), Value::Object(operation));
     }
     if !item.params.is_empty() {
-        out.insert("parameters".into(), item.params.iter().map(v3_param).collect());
+        out.insert(
+            "parameters".into(),
+            item.params.iter().map(v3_param).collect(),
+        );
     }
     // Upstream orders the keys of a path item alphabetically; so do we, for stable output.
     let mut sorted: Vec<(String, Value)> = out.into_iter().collect();
@@ -582,7 +835,10 @@ fn v3_path_item(item: &PathItem, tag: &str) -> Value {
 
 fn v3_request_body(body: &Body) -> Value {
     match body {
-        Body::Object { definition, required } => {
+        Body::Object {
+            definition,
+            required,
+        } => {
             let mut out = json!({"content": {"*/*": {"schema": {"$ref": format!("{V3_REF_PREFIX}{definition}")}}}});
             if *required {
                 out["required"] = true.into();
@@ -591,8 +847,10 @@ fn v3_request_body(body: &Body) -> Value {
         }
         Body::Patch => {
             let schema = json!({"$ref": format!("{V3_REF_PREFIX}{PATCH}")});
-            let content: Map<String, Value> =
-                PATCH_CONTENT_TYPES.iter().map(|ty| (ty.to_string(), json!({"schema": schema}))).collect();
+            let content: Map<String, Value> = PATCH_CONTENT_TYPES
+                .iter()
+                .map(|ty| (ty.to_string(), json!({"schema": schema})))
+                .collect();
             json!({"content": content, "required": true})
         }
     }
@@ -600,13 +858,24 @@ fn v3_request_body(body: &Body) -> Value {
 
 /// Renders path items as a Swagger 2.0 `paths` object.
 pub(crate) fn render_v2(items: &[PathItem], tag: &str) -> Map<String, Value> {
-    items.iter().map(|item| (item.path.clone(), v2_path_item(item, tag))).collect()
+    items
+        .iter()
+        .map(|item| (item.path.clone(), v2_path_item(item, tag)))
+        .collect()
 }
 
 fn v2_param(param: &Param) -> Value {
     let mut out = Map::new();
     out.insert("description".into(), param.description.clone().into());
-    out.insert("in".into(), if param.location == Location::Path { "path" } else { "query" }.into());
+    out.insert(
+        "in".into(),
+        if param.location == Location::Path {
+            "path"
+        } else {
+            "query"
+        }
+        .into(),
+    );
     out.insert("name".into(), param.name.into());
     if param.location == Location::Path {
         out.insert("required".into(), true.into());
@@ -632,7 +901,10 @@ fn v2_path_item(item: &PathItem, tag: &str) -> Value {
         let mut params: Vec<Value> = Vec::new();
         if let Some(body) = &op.body {
             let (definition, required) = match body {
-                Body::Object { definition, required } => (definition.as_str(), *required),
+                Body::Object {
+                    definition,
+                    required,
+                } => (definition.as_str(), *required),
                 Body::Patch => (PATCH, true),
             };
             let mut param = json!({"in": "body", "name": "body", "schema": {"$ref": format!("{V2_REF_PREFIX}{definition}")}});
@@ -672,7 +944,10 @@ fn v2_path_item(item: &PathItem, tag: &str) -> Value {
         out.insert(op.method.key().into(), Value::Object(operation));
     }
     if !item.params.is_empty() {
-        out.insert("parameters".into(), item.params.iter().map(v2_param).collect());
+        out.insert(
+            "parameters".into(),
+            item.params.iter().map(v2_param).collect(),
+        );
     }
     let mut sorted: Vec<(String, Value)> = out.into_iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
@@ -710,15 +985,24 @@ mod tests {
     fn operation_prefixes_follow_upstream() {
         assert_eq!(operation_prefix("", "v1"), "CoreV1");
         assert_eq!(operation_prefix("apps", "v1"), "AppsV1");
-        assert_eq!(operation_prefix("coordination.k8s.io", "v1"), "CoordinationV1");
-        assert_eq!(operation_prefix("rbac.authorization.k8s.io", "v1beta1"), "RbacAuthorizationV1beta1");
+        assert_eq!(
+            operation_prefix("coordination.k8s.io", "v1"),
+            "CoordinationV1"
+        );
+        assert_eq!(
+            operation_prefix("rbac.authorization.k8s.io", "v1beta1"),
+            "RbacAuthorizationV1beta1"
+        );
         assert_eq!(tag("discovery.k8s.io", "v1"), "discovery_v1");
         assert_eq!(tag("", "v1"), "core_v1");
     }
 
     #[test]
     fn query_params_keep_the_requested_order_and_skip_unknown_names() {
-        let names: Vec<_> = query_params(&["fieldValidation", "nope", "dryRun"]).iter().map(|p| p.name).collect();
+        let names: Vec<_> = query_params(&["fieldValidation", "nope", "dryRun"])
+            .iter()
+            .map(|p| p.name)
+            .collect();
         assert_eq!(names, ["fieldValidation", "dryRun"]);
     }
 }
