@@ -51,6 +51,11 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
 /// `metadata.generation` starts at 1 for controllers, Services get their IP family fields.
 /// Run after [`apply_defaults`] on create only.
 pub fn prepare_for_create(group: &str, kind: &str, obj: &mut Value) {
+    // Generic `BeforeCreate`: a new object cannot arrive already being deleted.
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("deletionTimestamp");
+        meta.remove("deletionGracePeriodSeconds");
+    }
     let Some(map) = obj.as_object_mut() else {
         return;
     };
@@ -105,6 +110,7 @@ pub fn prepare_for_update(group: &str, kind: &str, new: &mut Value, old: &Value)
     if !new.is_object() || !old.is_object() {
         return;
     }
+    carry_over_system_metadata(new, old);
     let keeps_status = matches!(
         (group, kind),
         (
@@ -170,6 +176,44 @@ pub fn prepare_for_update(group: &str, kind: &str, new: &mut Value, old: &Value)
             carry_over_ip_families(new, old);
         }
         _ => {}
+    }
+}
+
+/// Generic `BeforeUpdate`: clients cannot move `generation`, may omit `uid`, cannot change
+/// `creationTimestamp`, and cannot clear deletion fields once set.
+fn carry_over_system_metadata(new: &mut Value, old: &Value) {
+    let old_meta = old.get("metadata").cloned().unwrap_or(Value::Null);
+    let Some(meta) = object_entry(new, "metadata") else {
+        return;
+    };
+    match old_meta.get("generation") {
+        Some(g) => meta.insert("generation".into(), g.clone()),
+        None => meta.remove("generation"),
+    };
+    let new_uid_empty = meta
+        .get("uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty();
+    if new_uid_empty && let Some(uid) = old_meta.get("uid") {
+        meta.insert("uid".into(), uid.clone());
+    }
+    if let Some(created) = old_meta.get("creationTimestamp").filter(|c| !c.is_null()) {
+        meta.insert("creationTimestamp".into(), created.clone());
+    }
+    if let Some(deleted) = old_meta.get("deletionTimestamp").filter(|d| !d.is_null())
+        && meta.get("deletionTimestamp").is_some_and(|d| !d.is_null())
+    {
+        meta.insert("deletionTimestamp".into(), deleted.clone());
+    }
+    if let Some(grace) = old_meta
+        .get("deletionGracePeriodSeconds")
+        .filter(|g| !g.is_null())
+        && meta
+            .get("deletionGracePeriodSeconds")
+            .is_none_or(Value::is_null)
+    {
+        meta.insert("deletionGracePeriodSeconds".into(), grace.clone());
     }
 }
 
@@ -1209,6 +1253,21 @@ mod tests {
             "1"
         );
         assert_eq!(ds["metadata"]["generation"], 1);
+    }
+
+    #[test]
+    fn update_keeps_system_metadata() {
+        let old = json!({"metadata": {"name": "c", "uid": "u1", "generation": 3,
+            "creationTimestamp": "2025-01-01T00:00:00Z"}});
+        let mut new =
+            json!({"metadata": {"name": "c", "generation": 1, "creationTimestamp": null}});
+        prepare_for_update("", "ConfigMap", &mut new, &old);
+        assert_eq!(new["metadata"]["uid"], "u1");
+        assert_eq!(new["metadata"]["generation"], 3);
+        assert_eq!(new["metadata"]["creationTimestamp"], "2025-01-01T00:00:00Z");
+        let mut created = json!({"metadata": {"deletionTimestamp": "2025-01-01T00:00:00Z"}});
+        prepare_for_create("", "ConfigMap", &mut created);
+        assert_eq!(created["metadata"], json!({}));
     }
 
     #[test]

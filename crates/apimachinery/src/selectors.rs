@@ -138,10 +138,10 @@ impl Requirement {
         let actual = get(&self.key);
         match self.operator {
             Operator::In | Operator::Equals | Operator::DoubleEquals => {
-                actual.is_some_and(|a| self.values.iter().any(|v| *v == a))
+                actual.is_some_and(|a| self.values.contains(&a))
             }
             Operator::NotIn | Operator::NotEquals => {
-                actual.is_none_or(|a| !self.values.iter().any(|v| *v == a))
+                actual.is_none_or(|a| !self.values.contains(&a))
             }
             Operator::Exists => actual.is_some(),
             Operator::DoesNotExist => actual.is_none(),

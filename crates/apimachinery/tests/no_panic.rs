@@ -231,7 +231,11 @@ fn render(errs: &[FieldError], group: &str, kind: &str) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
+    // At least 384 cases; PROPTEST_CASES raises it for a longer soak.
+    #![proptest_config(ProptestConfig {
+        cases: ProptestConfig::default().cases.max(384),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn write_path_never_panics(kind_index in 0..KINDS.len(), mut obj in json_value(), mut other in json_value()) {

@@ -1,40 +1,65 @@
-//! The API server's bridge to the pure rules in `apimachinery`: defaulting, admission
-//! defaults, validation and selectors, keyed by resource. (Selectors below are a minimal
-//! stand-in until apimachinery's land.)
+//! The API server's bridge to the pure rules in `apimachinery`, keyed by resource: defaulting,
+//! the registry strategies' create/update preparation, admission defaults, validation and
+//! label/field selectors.
 
 use crate::registry::ResourceInfo;
-use apimachinery::{ApiError, FieldError};
+use apimachinery::selectors::{FieldSelector, LabelSelector, object_fields};
+use apimachinery::{ApiError, FieldError, defaults, validation};
 use serde_json::Value;
 
-pub fn apply_defaults(_info: &ResourceInfo, _obj: &mut Value) {}
-
-pub fn admit_create(_info: &ResourceInfo, _obj: &mut Value) {}
-
-pub fn validate_create(_info: &ResourceInfo, _obj: &Value) -> Vec<FieldError> {
-    Vec::new()
+pub fn apply_defaults(info: &ResourceInfo, obj: &mut Value) {
+    defaults::apply_defaults(info.group, info.kind, obj);
 }
 
-pub fn validate_update(_info: &ResourceInfo, _new: &Value, _old: &Value) -> Vec<FieldError> {
-    Vec::new()
+/// `PrepareForCreate`: fresh status, generation 1, Service IP family fields.
+pub fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
+    defaults::prepare_for_create(info.group, info.kind, obj);
 }
 
-/// A parsed `labelSelector` plus `fieldSelector`.
-#[derive(Clone, Debug, Default)]
+/// `PrepareForUpdate` of a main-resource write: status kept, generation bumped on spec change,
+/// omitted Service IPs and node ports carried over.
+pub fn prepare_for_update(info: &ResourceInfo, new: &mut Value, old: &Value) {
+    defaults::prepare_for_update(info.group, info.kind, new, old);
+}
+
+/// What the default admission plugins change on create (Pods: ServiceAccount, priority,
+/// default tolerations; Nodes: the not-ready taint).
+pub fn admit_create(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
+    match (info.group, info.kind) {
+        ("", "Pod") => defaults::pod_admission_defaults(obj),
+        ("", "Node") => {
+            defaults::node_admission_defaults(obj);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+pub fn validate_create(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
+    validation::validate_create(info.group, info.kind, obj)
+}
+
+pub fn validate_update(info: &ResourceInfo, new: &Value, old: &Value) -> Vec<FieldError> {
+    validation::validate_update(info.group, info.kind, new, old)
+}
+
+/// A parsed `labelSelector` plus `fieldSelector`, checked against the fields the resource
+/// supports.
+#[derive(Clone, Debug)]
 pub struct Selector {
-    labels: Vec<(String, String)>,
-    fields: Vec<(String, String)>,
+    group: &'static str,
+    resource: &'static str,
+    labels: LabelSelector,
+    fields: FieldSelector,
 }
 
 impl Selector {
-    pub fn parse(_info: &ResourceInfo, label: Option<&str>, field: Option<&str>) -> Result<Selector, ApiError> {
-        let pairs = |s: Option<&str>| -> Vec<(String, String)> {
-            s.unwrap_or("")
-                .split(',')
-                .filter(|p| !p.trim().is_empty())
-                .filter_map(|p| p.split_once('=').map(|(k, v)| (k.trim().to_string(), v.trim_start_matches('=').trim().to_string())))
-                .collect()
-        };
-        Ok(Selector { labels: pairs(label), fields: pairs(field) })
+    pub fn parse(info: &'static ResourceInfo, label: Option<&str>, field: Option<&str>) -> Result<Selector, ApiError> {
+        let labels = LabelSelector::parse(label.unwrap_or("")).map_err(|e| e.to_api_error())?;
+        let fields = FieldSelector::parse(field.unwrap_or(""))
+            .and_then(|f| f.convert_for(info.group, info.plural))
+            .map_err(|e| e.to_api_error())?;
+        Ok(Selector { group: info.group, resource: info.plural, labels, fields })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -44,20 +69,11 @@ impl Selector {
     /// The single name a `metadata.name=` field selector pins, which lets a watch or list
     /// look at one key only.
     pub fn pinned_name(&self) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == "metadata.name").map(|(_, v)| v.as_str())
+        self.fields.requires_exact_match("metadata.name")
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        self.labels.iter().all(|(k, v)| crate::object::labels(obj).and_then(|l| l.get(k)).and_then(Value::as_str) == Some(v))
-            && self.fields.iter().all(|(k, v)| {
-                let mut cur = obj;
-                for part in k.split('.') {
-                    cur = match cur.get(part) {
-                        Some(c) => c,
-                        None => return v.is_empty(),
-                    };
-                }
-                cur.as_str().map(str::to_string).unwrap_or_else(|| cur.to_string()) == *v
-            })
+        self.labels.matches_object(obj)
+            && (self.fields.is_empty() || self.fields.matches(&object_fields(self.group, self.resource, obj)))
     }
 }

@@ -139,9 +139,16 @@ impl Call<'_> {
         self.respond(status, Bytes::from(serde_json::to_vec(v).unwrap_or_default()))
     }
 
-    /// Parses the body as a JSON object.
+    /// Parses the body as a JSON object; protobuf bodies (client-go's typed clients send them)
+    /// are decoded into the JSON a Go apiserver would have seen.
     fn body_object(&self) -> Result<Value, ApiError> {
         let ct = self.content_type.split(';').next().unwrap_or("").trim();
+        if ct == kubeproto::CONTENT_TYPE {
+            return kubeproto::decode(&self.body).map_err(|e| match e {
+                kubeproto::DecodeError::UnsupportedKind { .. } => ApiError::unsupported_media_type(e.to_string()),
+                _ => ApiError::bad_request(format!("failed to decode protobuf body: {e}")),
+            });
+        }
         if !(ct.is_empty() || ct == "application/json" || ct == "*/*") {
             return Err(ApiError::unsupported_media_type(format!(
                 "the body of the request was in an unknown format - accepted media types include: application/json ({ct:?} given)"
@@ -393,11 +400,6 @@ pub enum Mode {
     Status,
 }
 
-/// Kinds whose spec changes bump `metadata.generation`.
-fn has_generation(info: &ResourceInfo) -> bool {
-    matches!(info.group, "apps")
-}
-
 /// Checks that the namespace in the path exists and is not being deleted (NamespaceLifecycle).
 fn admit_namespace(state: &State, info: &ResourceInfo, ns: Option<&str>, name: &str) -> Result<(), ApiError> {
     let Some(ns) = ns.filter(|_| info.namespaced) else { return Ok(()) };
@@ -444,7 +446,7 @@ async fn create(call: &mut Call<'_>) -> Result<Response, ApiError> {
     for attempt in 0..attempts {
         let mut candidate = obj.clone();
         if let (false, Some(g)) = (explicit_name, &generate_name) {
-            let n = services::generated_name(g);
+            let n = apimachinery::names::generate_name(g, |n| rand::random_range(0..n));
             object::metadata_mut(&mut candidate).insert("name".into(), json!(n));
         }
         let stored = create_object(call.state, info, candidate, dry_run).await;
@@ -463,7 +465,7 @@ pub async fn create_object(state: &State, info: &ResourceInfo, mut obj: Value, d
     let name = object::name(&obj).to_string();
     policy::apply_defaults(info, &mut obj);
     prepare_for_create(info, &mut obj);
-    policy::admit_create(info, &mut obj);
+    policy::admit_create(info, &mut obj)?;
     let errors = policy::validate_create(info, &obj);
     if !errors.is_empty() {
         return Err(ApiError::invalid(info.group, info.kind, &name, &errors));
@@ -495,35 +497,16 @@ pub async fn create_object(state: &State, info: &ResourceInfo, mut obj: Value, d
     }
 }
 
-/// Server-set fields on create: identity, timestamps, generation, and a fresh status.
+/// Server-set fields on create: identity and timestamps here, then the resource's own
+/// preparation (fresh status, generation).
 fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
     let m = object::metadata_mut(obj);
     m.insert("uid".into(), json!(object::new_uid()));
     m.insert("creationTimestamp".into(), json!(object::timestamp(object::now())));
-    for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+    for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "generation"] {
         m.remove(f);
     }
-    if has_generation(info) {
-        m.insert("generation".into(), json!(1));
-    } else {
-        m.remove("generation");
-    }
-    match (info.group, info.plural) {
-        ("apps", _) => {
-            obj["status"] = json!({});
-        }
-        ("", "pods") => {
-            let qos = services::pod_qos_class(obj);
-            obj["status"] = json!({"phase": "Pending", "qosClass": qos});
-        }
-        ("", "services") => {
-            obj["status"] = json!({"loadBalancer": {}});
-        }
-        ("", "namespaces") => {
-            obj["status"] = json!({"phase": "Active"});
-        }
-        _ => {}
-    }
+    policy::prepare_for_create(info, obj);
 }
 
 /// Merges a requested write with the stored object according to the mode: identity and
@@ -537,31 +520,23 @@ fn prepare_for_update(info: &ResourceInfo, mode: Mode, new: Value, old: &Value) 
         }
         Mode::Main => {
             let mut o = new;
-            if info.subresource("status").is_some() {
-                match old.get("status") {
-                    Some(s) => o["status"] = s.clone(),
-                    None => {
-                        if let Some(m) = o.as_object_mut() {
-                            m.remove("status");
-                        }
-                    }
-                }
-            }
+            policy::prepare_for_update(info, &mut o, old);
             o
         }
     };
     let old_meta = object::metadata(old).cloned().unwrap_or_default();
-    let spec_changed = out.get("spec") != old.get("spec");
     let m = object::metadata_mut(&mut out);
-    for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name", "generation"] {
+    for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name"] {
         match old_meta.get(f) {
             Some(v) => m.insert(f.into(), v.clone()),
             None => m.remove(f),
         };
     }
-    if has_generation(info) && mode == Mode::Main && spec_changed {
-        let g = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
-        m.insert("generation".into(), json!(g));
+    if mode == Mode::Status {
+        match old_meta.get("generation") {
+            Some(v) => m.insert("generation".into(), v.clone()),
+            None => m.remove("generation"),
+        };
     }
     out
 }
@@ -985,7 +960,10 @@ fn scale_of(info: &ResourceInfo, obj: &Value) -> Value {
             m.insert(f.into(), v.clone());
         }
     }
-    let selector = obj.pointer("/spec/selector").map(services::selector_string).unwrap_or_default();
+    let selector = obj
+        .pointer("/spec/selector")
+        .and_then(|s| apimachinery::selectors::selector_string(s).ok())
+        .unwrap_or_default();
     let _ = info;
     json!({
         "kind": "Scale",

@@ -103,14 +103,22 @@ impl Backend for MemoryBackend {
             if event.kind == EventKind::Deleted {
                 data.objects.remove(&event.key);
             } else {
-                let entry = Entry { key: event.key.clone(), rv: event.rv, value: event.value.clone() };
+                let entry = Entry {
+                    key: event.key.clone(),
+                    rv: event.rv,
+                    value: event.value.clone(),
+                };
                 data.objects.insert(event.key.clone(), entry);
             }
             if event.rv > batch.compacted {
                 data.events.push_back(event.clone());
             }
         }
-        while data.events.front().is_some_and(|event| event.rv <= batch.compacted) {
+        while data
+            .events
+            .front()
+            .is_some_and(|event| event.rv <= batch.compacted)
+        {
             data.events.pop_front();
         }
         data.revision = batch.revision;

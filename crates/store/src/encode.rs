@@ -41,7 +41,11 @@ impl SplitJson {
                 kind_name(value)
             )));
         };
-        let mut out = Splitter { head: Vec::with_capacity(1024), tail: Vec::new(), split: false };
+        let mut out = Splitter {
+            head: Vec::with_capacity(1024),
+            tail: Vec::new(),
+            split: false,
+        };
         out.buf().push(b'{');
         let mut first = true;
         for (key, field) in top {
@@ -65,13 +69,17 @@ impl SplitJson {
             out.metadata(&Map::new())?;
         }
         out.buf().push(b'}');
-        Ok(SplitJson { head: out.head, tail: out.tail })
+        Ok(SplitJson {
+            head: out.head,
+            tail: out.tail,
+        })
     }
 
     /// The object with `metadata.resourceVersion` = `rv`.
     pub(crate) fn with_rv(&self, rv: u64) -> Encoded {
         let digits = rv.to_string();
-        let mut bytes = BytesMut::with_capacity(self.head.len() + digits.len() + 2 + self.tail.len());
+        let mut bytes =
+            BytesMut::with_capacity(self.head.len() + digits.len() + 2 + self.tail.len());
         bytes.extend_from_slice(&self.head);
         bytes.extend_from_slice(b"\"");
         let start = bytes.len();
@@ -79,7 +87,10 @@ impl SplitJson {
         let end = bytes.len();
         bytes.extend_from_slice(b"\"");
         bytes.extend_from_slice(&self.tail);
-        Encoded { bytes: bytes.freeze(), rv_digits: start..end }
+        Encoded {
+            bytes: bytes.freeze(),
+            rv_digits: start..end,
+        }
     }
 
     /// Whether `stored` is byte for byte this object with resourceVersion `rv`, without allocating.
@@ -117,10 +128,14 @@ pub(crate) fn rewrite_rv(
         bytes.extend_from_slice(digits.as_bytes());
         let end = bytes.len();
         bytes.extend_from_slice(&stored[range.end..]);
-        return Ok(Encoded { bytes: bytes.freeze(), rv_digits: range.start..end });
+        return Ok(Encoded {
+            bytes: bytes.freeze(),
+            rv_digits: range.start..end,
+        });
     }
-    let value: Value = serde_json::from_slice(stored)
-        .map_err(|error| StoreError::Backend(format!("stored object is not valid JSON: {error}")))?;
+    let value: Value = serde_json::from_slice(stored).map_err(|error| {
+        StoreError::Backend(format!("stored object is not valid JSON: {error}"))
+    })?;
     Ok(SplitJson::new(&value)?.with_rv(rv))
 }
 
@@ -133,7 +148,11 @@ struct Splitter {
 
 impl Splitter {
     fn buf(&mut self) -> &mut Vec<u8> {
-        if self.split { &mut self.tail } else { &mut self.head }
+        if self.split {
+            &mut self.tail
+        } else {
+            &mut self.head
+        }
     }
 
     fn comma(&mut self, first: &mut bool) {
@@ -213,7 +232,11 @@ mod tests {
         for case in cases {
             let split = SplitJson::new(&case).unwrap();
             let encoded = split.with_rv(1234);
-            assert_eq!(encoded.bytes.as_ref(), reference(case.clone(), 1234).as_slice(), "{case}");
+            assert_eq!(
+                encoded.bytes.as_ref(),
+                reference(case.clone(), 1234).as_slice(),
+                "{case}"
+            );
             assert_eq!(&encoded.bytes[encoded.rv_digits.clone()], b"1234");
             assert!(split.equals_with_rv(&encoded.bytes, 1234));
             assert!(!split.equals_with_rv(&encoded.bytes, 1235));
@@ -223,8 +246,17 @@ mod tests {
 
     #[test]
     fn non_objects_and_bad_metadata_are_invalid() {
-        for bad in [json!(null), json!([1]), json!("s"), json!(3), json!({"metadata": "x"})] {
-            assert!(matches!(SplitJson::new(&bad), Err(StoreError::InvalidObject(_))), "{bad}");
+        for bad in [
+            json!(null),
+            json!([1]),
+            json!("s"),
+            json!(3),
+            json!({"metadata": "x"}),
+        ] {
+            assert!(
+                matches!(SplitJson::new(&bad), Err(StoreError::InvalidObject(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -237,6 +269,9 @@ mod tests {
         assert_eq!(fast.bytes, slow.bytes);
         assert_eq!(fast.bytes.as_ref(), reference(object, 100_000).as_slice());
         assert_eq!(fast.rv_digits, slow.rv_digits);
-        assert!(matches!(rewrite_rv(b"not json", None, 1), Err(StoreError::Backend(_))));
+        assert!(matches!(
+            rewrite_rv(b"not json", None, 1),
+            Err(StoreError::Backend(_))
+        ));
     }
 }

@@ -20,7 +20,7 @@
 //!   map, `list`'s revision, the history and every watcher see the writes in that order, and a
 //!   watcher gets each matching event exactly once (replay and live are split under the lock the
 //!   writer publishes under).
-//! - Writers are never slowed by readers: a watcher that falls [`StoreConfig::watch_buffer`]
+//! - Writers are never slowed by watchers: a watcher that falls [`StoreConfig::watch_buffer`]
 //!   events behind is dropped (its `next()` ends), as the upstream watch cache does.
 //!
 //! # What it must not know
@@ -87,7 +87,11 @@ pub enum StoreError {
     #[error("key {0} not found")]
     NotFound(String),
     #[error("conflict on {key}: expected revision {expected}, found {actual}")]
-    Conflict { key: String, expected: u64, actual: u64 },
+    Conflict {
+        key: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("revision {requested} is older than the oldest kept revision {oldest}")]
     TooOld { requested: u64, oldest: u64 },
     #[error("invalid object: {0}")]
@@ -111,7 +115,10 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> StoreConfig {
-        StoreConfig { history_limit: 20_000, watch_buffer: 10_000 }
+        StoreConfig {
+            history_limit: 20_000,
+            watch_buffer: 10_000,
+        }
     }
 }
 
@@ -156,18 +163,28 @@ impl Store {
     /// Loads everything from `backend` and starts the writer thread.
     pub fn open(mut backend: impl Backend, config: StoreConfig) -> Result<Store, StoreError> {
         let persisted = backend.load()?;
-        let shared = Arc::new(Shared::new(state::State::from_persisted(persisted, &config), config));
+        let shared = Arc::new(Shared::new(
+            state::State::from_persisted(persisted, &config),
+            config,
+        ));
         let submission = Arc::new(Submission::default());
         writer::spawn(shared.clone(), submission.clone(), Box::new(backend))?;
-        Ok(Store { handle: Arc::new(Handle { shared, submission }) })
+        Ok(Store {
+            handle: Arc::new(Handle { shared, submission }),
+        })
     }
 
     fn closed(config: StoreConfig) -> Store {
-        let shared = Arc::new(Shared::new(state::State::from_persisted(Persisted::default(), &config), config));
+        let shared = Arc::new(Shared::new(
+            state::State::from_persisted(Persisted::default(), &config),
+            config,
+        ));
         shared.write().close();
         let submission = Arc::new(Submission::default());
         submission.mark_writer_exited();
-        Store { handle: Arc::new(Handle { shared, submission }) }
+        Store {
+            handle: Arc::new(Handle { shared, submission }),
+        }
     }
 
     /// Stops accepting writes, lets the writes already queued commit, ends every watcher and
@@ -190,7 +207,12 @@ impl Store {
     }
 
     pub fn get(&self, key: &str) -> Option<Entry> {
-        self.handle.shared.read().objects.get(key).map(|stored| stored.entry.clone())
+        self.handle
+            .shared
+            .read()
+            .objects
+            .get(key)
+            .map(|stored| stored.entry.clone())
     }
 
     /// Every entry whose key starts with `prefix`, sorted by key, and the revision at which this
@@ -199,25 +221,59 @@ impl Store {
         let state = self.handle.shared.read();
         let entries = state
             .objects
-            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(|(key, _)| key.starts_with(prefix))
             .map(|(_, stored)| stored.entry.clone())
             .collect();
         (state.revision, entries)
     }
 
+    /// Stores a new object (a JSON object) at `key` with the next revision as its
+    /// resourceVersion; [`StoreError::AlreadyExists`] if the key is taken. Resolves once durable.
     pub async fn create(&self, key: &str, value: Value) -> Result<Entry, StoreError> {
         let json = SplitJson::new(&value)?;
-        self.handle.submission.call(Op::Create { key: Arc::from(key), json }).await
+        self.handle
+            .submission
+            .call(Op::Create {
+                key: Arc::from(key),
+                json,
+            })
+            .await
     }
 
-    pub async fn update(&self, key: &str, expected_rv: Option<u64>, value: Value) -> Result<Entry, StoreError> {
+    /// Replaces the object at `key`, if its revision is `expected_rv` (when given). An object that
+    /// equals the stored one apart from its resourceVersion is not written: the stored entry is
+    /// returned and no revision or event is spent, as upstream GuaranteedUpdate does.
+    pub async fn update(
+        &self,
+        key: &str,
+        expected_rv: Option<u64>,
+        value: Value,
+    ) -> Result<Entry, StoreError> {
         let json = SplitJson::new(&value)?;
-        self.handle.submission.call(Op::Update { key: Arc::from(key), expected_rv, json }).await
+        self.handle
+            .submission
+            .call(Op::Update {
+                key: Arc::from(key),
+                expected_rv,
+                json,
+            })
+            .await
     }
 
+    /// Removes the object at `key`, if its revision is `expected_rv` (when given), and returns its
+    /// last state carrying the deletion's revision (as the `Deleted` event does).
     pub async fn delete(&self, key: &str, expected_rv: Option<u64>) -> Result<Entry, StoreError> {
-        self.handle.submission.call(Op::Delete { key: Arc::from(key), expected_rv }).await
+        self.handle
+            .submission
+            .call(Op::Delete {
+                key: Arc::from(key),
+                expected_rv,
+            })
+            .await
     }
 
     /// Every event with a revision above `after_rv` (`None`: from now) whose key starts with

@@ -18,7 +18,10 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(state: State, config: StoreConfig) -> Shared {
-        Shared { state: RwLock::new(state), config }
+        Shared {
+            state: RwLock::new(state),
+            config,
+        }
     }
 
     /// Nothing panics while holding the lock in this crate; should the writer thread die anyway,
@@ -59,7 +62,12 @@ impl State {
     /// than `config.history_limit` and sharing the bytes of identical values between the log and
     /// the objects (10,000 objects with a full log would otherwise be held up to three times).
     pub(crate) fn from_persisted(persisted: Persisted, config: &StoreConfig) -> State {
-        let Persisted { revision, compacted, objects, mut events } = persisted;
+        let Persisted {
+            revision,
+            compacted,
+            objects,
+            mut events,
+        } = persisted;
         events.sort_by_key(|event| event.rv);
         events.retain(|event| event.rv > compacted);
         let excess = events.len().saturating_sub(config.history_limit);
@@ -70,7 +78,10 @@ impl State {
         }
         let highest_object = objects.iter().map(|entry| entry.rv).max().unwrap_or(0);
         let highest_event = events.last().map_or(0, |event| event.rv);
-        let revision = revision.max(highest_object).max(highest_event).max(compacted);
+        let revision = revision
+            .max(highest_object)
+            .max(highest_event)
+            .max(compacted);
         compacted = match events.first() {
             // The log must reach down to `compacted` without a gap, or resuming there would
             // silently skip events.
@@ -99,10 +110,24 @@ impl State {
                         entry.value = last.clone();
                     }
                 }
-                (entry.key.clone(), Stored { entry, rv_digits: None })
+                (
+                    entry.key.clone(),
+                    Stored {
+                        entry,
+                        rv_digits: None,
+                    },
+                )
             })
             .collect();
-        State { objects, revision, compacted, history, watchers: Vec::new(), next_watcher_id: 0, closed: false }
+        State {
+            objects,
+            revision,
+            compacted,
+            history,
+            watchers: Vec::new(),
+            next_watcher_id: 0,
+            closed: false,
+        }
     }
 
     /// Ends every watcher (after what they already have) and refuses new ones.

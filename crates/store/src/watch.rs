@@ -23,7 +23,10 @@ impl WatchSlot {
     /// Sends the matching events of a committed batch; false means the slot must be dropped
     /// (the watcher is gone, or too far behind).
     pub(crate) fn deliver(&self, events: &[Event]) -> bool {
-        for event in events.iter().filter(|event| event.key.starts_with(&*self.prefix)) {
+        for event in events
+            .iter()
+            .filter(|event| event.key.starts_with(&*self.prefix))
+        {
             match self.live.try_send(event.clone()) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {
@@ -49,22 +52,44 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    pub(crate) fn register(shared: &Arc<Shared>, prefix: &str, after_rv: Option<u64>) -> Result<Watcher, StoreError> {
+    pub(crate) fn register(
+        shared: &Arc<Shared>,
+        prefix: &str,
+        after_rv: Option<u64>,
+    ) -> Result<Watcher, StoreError> {
         let mut state = shared.write();
         if state.closed {
             return Err(StoreError::Closed);
         }
         let after = after_rv.unwrap_or(state.revision);
         if after < state.compacted {
-            return Err(StoreError::TooOld { requested: after, oldest: state.compacted });
+            return Err(StoreError::TooOld {
+                requested: after,
+                oldest: state.compacted,
+            });
         }
         let start = state.history.partition_point(|event| event.rv <= after);
-        let replay = state.history.range(start..).filter(|event| event.key.starts_with(prefix)).cloned().collect();
+        let replay = state
+            .history
+            .range(start..)
+            .filter(|event| event.key.starts_with(prefix))
+            .cloned()
+            .collect();
         let (sender, live) = mpsc::channel(shared.config.watch_buffer.max(1));
         let id = state.next_watcher_id;
         state.next_watcher_id += 1;
-        state.watchers.push(WatchSlot { id, prefix: Arc::from(prefix), live: sender });
-        Ok(Watcher { shared: shared.clone(), id, after, replay, live })
+        state.watchers.push(WatchSlot {
+            id,
+            prefix: Arc::from(prefix),
+            live: sender,
+        });
+        Ok(Watcher {
+            shared: shared.clone(),
+            id,
+            after,
+            replay,
+            live,
+        })
     }
 
     /// The next event in revision order; `None` once the store is closed or this watcher fell
@@ -88,7 +113,8 @@ impl Watcher {
         // The writer advances the revision and sends to this watcher under the write lock, so
         // under the read lock "nothing pending" and "the revision" describe the same moment.
         let state = self.shared.read();
-        if state.closed || !self.replay.is_empty() || !self.live.is_empty() || self.live.is_closed() {
+        if state.closed || !self.replay.is_empty() || !self.live.is_empty() || self.live.is_closed()
+        {
             return None;
         }
         Some(state.revision.max(self.after))

@@ -15,9 +15,19 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use tokio::sync::oneshot;
 
 pub(crate) enum Op {
-    Create { key: Arc<str>, json: SplitJson },
-    Update { key: Arc<str>, expected_rv: Option<u64>, json: SplitJson },
-    Delete { key: Arc<str>, expected_rv: Option<u64> },
+    Create {
+        key: Arc<str>,
+        json: SplitJson,
+    },
+    Update {
+        key: Arc<str>,
+        expected_rv: Option<u64>,
+        json: SplitJson,
+    },
+    Delete {
+        key: Arc<str>,
+        expected_rv: Option<u64>,
+    },
 }
 
 type Reply = oneshot::Sender<Result<Entry, StoreError>>;
@@ -84,7 +94,10 @@ impl Submission {
             let mut queue = self.lock();
             queue.closing = true;
             queue.writer_exited = true;
-            (std::mem::take(&mut queue.pending), std::mem::take(&mut queue.close_waiters))
+            (
+                std::mem::take(&mut queue.pending),
+                std::mem::take(&mut queue.close_waiters),
+            )
         };
         // Dropping the requests answers their callers with Closed.
         drop(pending);
@@ -103,7 +116,10 @@ impl Submission {
             if queue.closing {
                 return None;
             }
-            queue = self.wakeup.wait(queue).unwrap_or_else(PoisonError::into_inner);
+            queue = self
+                .wakeup
+                .wait(queue)
+                .unwrap_or_else(PoisonError::into_inner);
         }
     }
 
@@ -140,7 +156,10 @@ impl Drop for ExitGuard {
 }
 
 fn run(shared: Arc<Shared>, submission: Arc<Submission>, backend: Box<dyn Backend>) {
-    let _exit = ExitGuard { shared: shared.clone(), submission: submission.clone() };
+    let _exit = ExitGuard {
+        shared: shared.clone(),
+        submission: submission.clone(),
+    };
     let mut backend = backend;
     while let Some(requests) = submission.next_batch() {
         process(&shared, backend.as_mut(), requests);
@@ -160,12 +179,22 @@ struct Plan {
 
 fn process(shared: &Shared, backend: &mut dyn Backend, requests: Vec<Request>) {
     let plan = decide(&shared.read(), requests, shared.config.history_limit);
-    let Plan { answers, events, changes, revision, compacted } = plan;
+    let Plan {
+        answers,
+        events,
+        changes,
+        revision,
+        compacted,
+    } = plan;
     if events.is_empty() {
         answer(answers);
         return;
     }
-    if let Err(error) = backend.commit(&CommitBatch { events: &events, revision, compacted }) {
+    if let Err(error) = backend.commit(&CommitBatch {
+        events: &events,
+        revision,
+        compacted,
+    }) {
         tracing::error!(%error, writes = events.len(), "store commit failed");
         let message = error.to_string();
         // Nothing of the batch happened, and some answers were decided against writes that
@@ -190,7 +219,11 @@ fn process(shared: &Shared, backend: &mut dyn Backend, requests: Vec<Request>) {
         state.revision = revision;
         state.compacted = compacted;
         state.history.extend(events.iter().cloned());
-        while state.history.front().is_some_and(|event| event.rv <= compacted) {
+        while state
+            .history
+            .front()
+            .is_some_and(|event| event.rv <= compacted)
+        {
             state.history.pop_front();
         }
         state.watchers.retain(|slot| slot.deliver(&events));
@@ -221,7 +254,11 @@ fn decide(state: &State, requests: Vec<Request>, history_limit: usize) -> Plan {
                 None => {
                     revision += 1;
                     let encoded = json.with_rv(revision);
-                    let entry = Entry { key: key.clone(), rv: revision, value: encoded.bytes };
+                    let entry = Entry {
+                        key: key.clone(),
+                        rv: revision,
+                        value: encoded.bytes,
+                    };
                     events.push(Event {
                         kind: EventKind::Added,
                         key: key.clone(),
@@ -229,11 +266,21 @@ fn decide(state: &State, requests: Vec<Request>, history_limit: usize) -> Plan {
                         value: entry.value.clone(),
                         prev: None,
                     });
-                    changes.insert(key, Some(Stored { entry: entry.clone(), rv_digits: Some(encoded.rv_digits) }));
+                    changes.insert(
+                        key,
+                        Some(Stored {
+                            entry: entry.clone(),
+                            rv_digits: Some(encoded.rv_digits),
+                        }),
+                    );
                     Ok(entry)
                 }
             },
-            Op::Update { key, expected_rv, json } => match current(&key) {
+            Op::Update {
+                key,
+                expected_rv,
+                json,
+            } => match current(&key) {
                 None => Err(StoreError::NotFound(key.to_string())),
                 Some(old) => match check_expected(&key, expected_rv, old.entry.rv) {
                     Err(conflict) => Err(conflict),
@@ -241,7 +288,11 @@ fn decide(state: &State, requests: Vec<Request>, history_limit: usize) -> Plan {
                     Ok(()) => {
                         revision += 1;
                         let encoded = json.with_rv(revision);
-                        let entry = Entry { key: key.clone(), rv: revision, value: encoded.bytes };
+                        let entry = Entry {
+                            key: key.clone(),
+                            rv: revision,
+                            value: encoded.bytes,
+                        };
                         events.push(Event {
                             kind: EventKind::Modified,
                             key: key.clone(),
@@ -249,20 +300,30 @@ fn decide(state: &State, requests: Vec<Request>, history_limit: usize) -> Plan {
                             value: entry.value.clone(),
                             prev: Some(old.entry.value),
                         });
-                        changes.insert(key, Some(Stored { entry: entry.clone(), rv_digits: Some(encoded.rv_digits) }));
+                        changes.insert(
+                            key,
+                            Some(Stored {
+                                entry: entry.clone(),
+                                rv_digits: Some(encoded.rv_digits),
+                            }),
+                        );
                         Ok(entry)
                     }
                 },
             },
             Op::Delete { key, expected_rv } => match current(&key) {
                 None => Err(StoreError::NotFound(key.to_string())),
-                Some(old) => match check_expected(&key, expected_rv, old.entry.rv)
-                    .and_then(|()| rewrite_rv(&old.entry.value, old.rv_digits.as_ref(), revision + 1))
-                {
+                Some(old) => match check_expected(&key, expected_rv, old.entry.rv).and_then(|()| {
+                    rewrite_rv(&old.entry.value, old.rv_digits.as_ref(), revision + 1)
+                }) {
                     Err(error) => Err(error),
                     Ok(last_state) => {
                         revision += 1;
-                        let entry = Entry { key: key.clone(), rv: revision, value: last_state.bytes };
+                        let entry = Entry {
+                            key: key.clone(),
+                            rv: revision,
+                            value: last_state.bytes,
+                        };
                         events.push(Event {
                             kind: EventKind::Deleted,
                             key: key.clone(),
@@ -287,14 +348,22 @@ fn decide(state: &State, requests: Vec<Request>, history_limit: usize) -> Plan {
     } else {
         events[excess - state.history.len() - 1].rv
     };
-    Plan { answers, events, changes, revision, compacted }
+    Plan {
+        answers,
+        events,
+        changes,
+        revision,
+        compacted,
+    }
 }
 
 fn check_expected(key: &str, expected_rv: Option<u64>, actual: u64) -> Result<(), StoreError> {
     match expected_rv {
-        Some(expected) if expected != actual => {
-            Err(StoreError::Conflict { key: key.to_string(), expected, actual })
-        }
+        Some(expected) if expected != actual => Err(StoreError::Conflict {
+            key: key.to_string(),
+            expected,
+            actual,
+        }),
         _ => Ok(()),
     }
 }

@@ -80,30 +80,19 @@ pub(crate) fn validate_secret(secret: &Value) -> Vec<FieldError> {
     if size > MAX_DATA_SIZE {
         errs.push(FieldError::too_long("data", MAX_DATA_SIZE));
     }
+    let has_data = |k: &str| at(secret, &["data", k]).is_some();
+    let account_annotation = "kubernetes.io/service-account.name";
+    let account =
+        at(secret, &["metadata", "annotations", account_annotation]).and_then(Value::as_str);
     match str_or_empty(secret, "type") {
-        "kubernetes.io/service-account-token" => {
-            if at(
-                secret,
-                &[
-                    "metadata",
-                    "annotations",
-                    "kubernetes.io/service-account.name",
-                ],
-            )
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .is_empty()
-            {
-                errs.push(FieldError::required(
-                    "metadata.annotations[kubernetes.io/service-account.name]",
-                    "",
-                ));
-            }
+        "kubernetes.io/service-account-token" if account.unwrap_or("").is_empty() => {
+            errs.push(FieldError::required(
+                key("metadata.annotations", account_annotation),
+                "",
+            ));
         }
-        "kubernetes.io/dockerconfigjson" => {
-            if at(secret, &["data", ".dockerconfigjson"]).is_none() {
-                errs.push(FieldError::required("data[.dockerconfigjson]", ""));
-            }
+        "kubernetes.io/dockerconfigjson" if !has_data(".dockerconfigjson") => {
+            errs.push(FieldError::required("data[.dockerconfigjson]", ""));
         }
         "kubernetes.io/tls" => {
             for k in ["tls.key", "tls.crt"] {
@@ -245,23 +234,19 @@ pub(crate) fn validate_endpoint_slice(slice: &Value) -> Vec<FieldError> {
             let a = a.as_str().unwrap_or("");
             let path = index(&a_path, j);
             match address_type {
-                "IPv4" => {
-                    if a.parse::<std::net::Ipv4Addr>().is_err() {
-                        errs.push(FieldError::invalid(
-                            &path,
-                            a,
-                            "must be a valid IPv4 address",
-                        ));
-                    }
+                "IPv4" if a.parse::<std::net::Ipv4Addr>().is_err() => {
+                    errs.push(FieldError::invalid(
+                        &path,
+                        a,
+                        "must be a valid IPv4 address",
+                    ));
                 }
-                "IPv6" => {
-                    if a.parse::<std::net::Ipv6Addr>().is_err() {
-                        errs.push(FieldError::invalid(
-                            &path,
-                            a,
-                            "must be a valid IPv6 address",
-                        ));
-                    }
+                "IPv6" if a.parse::<std::net::Ipv6Addr>().is_err() => {
+                    errs.push(FieldError::invalid(
+                        &path,
+                        a,
+                        "must be a valid IPv6 address",
+                    ));
                 }
                 "FQDN" => {
                     for msg in is_dns1123_subdomain(a) {

@@ -43,7 +43,9 @@ pub fn kind_rules(group: &str, kind: &str) -> KindRules {
     }
 }
 
-/// Validation of a new object (upstream's `Validate` of the kind's strategy).
+/// Validation of a new object (upstream's `Validate` of the kind's strategy plus the generic
+/// metadata checks). Expects defaults, [`crate::defaults::prepare_for_create`] and name
+/// generation (`names::generate_name`) to have run, as upstream's `BeforeCreate` orders them.
 pub fn validate_create(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> {
     let rules = kind_rules(group, kind);
     let mut errs = validate_object_meta(obj, rules.namespaced, rules.name_rule, "metadata");
@@ -68,7 +70,8 @@ pub fn validate_create(group: &str, kind: &str, obj: &Value) -> Vec<FieldError> 
 }
 
 /// Validation of an update (upstream's `ValidateUpdate`): metadata immutability, the kind's
-/// update rules, then the new object's own validity.
+/// update rules, then the new object's own validity. Expects defaults and
+/// [`crate::defaults::prepare_for_update`] to have run on `new`.
 pub fn validate_update(group: &str, kind: &str, new: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = validate_object_meta_update(new, old, "metadata");
     match (group, kind) {

@@ -92,6 +92,7 @@ fn metadata_rules() {
             vec!["metadata.name: Required value: name or generateName is required".into()]),
         ("Pod", json!({"metadata": {"name": "Web", "namespace": "d"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}),
             vec![format!("metadata.name: Invalid value: \"Web\": {SUBDOMAIN}")]),
+        // The handler generates the name before validating; without it, this is what remains.
         ("Pod", json!({"metadata": {"generateName": "web-", "namespace": "d"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}),
             vec!["metadata.name: Required value: name or generateName is required".into()]),
         ("Pod", json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}),

@@ -163,10 +163,10 @@ impl Schemas {
     /// `roots` and every definition they reference, transitively, in name order. Names
     /// that are not definitions are left out (the document checker in the tests would
     /// report the dangling `$ref`).
-    pub(crate) fn closure<'a>(
-        &'a self,
+    pub(crate) fn closure(
+        &self,
         roots: impl IntoIterator<Item = String>,
-    ) -> BTreeMap<&'a str, &'a Value> {
+    ) -> BTreeMap<&str, &Value> {
         let mut out = BTreeMap::new();
         let mut pending: Vec<String> = roots.into_iter().collect();
         let mut seen = BTreeSet::new();

@@ -79,137 +79,129 @@ pub(crate) struct Param {
     description: String,
 }
 
-const fn query(
-    name: &'static str,
-    ty: ParamType,
-    description: &'static str,
-) -> (&'static str, ParamType, &'static str) {
-    (name, ty, description)
-}
-
 /// Query parameters, described in our own words.
 const QUERY_PARAMS: &[(&str, ParamType, &str)] = &[
-    query(
+    (
         "pretty",
         ParamType::String,
         "If 'true', the output is pretty printed.",
     ),
-    query(
+    (
         "dryRun",
         ParamType::String,
         "When present (value `All`), the request is processed fully but nothing is persisted.",
     ),
-    query(
+    (
         "fieldManager",
         ParamType::String,
         "Name of the actor making the change, recorded in managedFields. Required for apply patches.",
     ),
-    query(
+    (
         "fieldValidation",
         ParamType::String,
         "How to treat unknown or duplicate fields in the request body (POST/PUT/PATCH): `Ignore` drops them silently, `Warn` drops them with a warning header (the default), `Strict` rejects the request with a BadRequest listing them.",
     ),
-    query(
+    (
         "force",
         ParamType::Boolean,
         "Re-acquire fields owned by other managers on an apply patch. Must be unset for other patch types.",
     ),
-    query(
+    (
         "labelSelector",
         ParamType::String,
         "Restrict the returned objects to those whose labels match this selector. Defaults to everything.",
     ),
-    query(
+    (
         "fieldSelector",
         ParamType::String,
         "Restrict the returned objects to those whose fields match this selector. Defaults to everything.",
     ),
-    query(
+    (
         "limit",
         ParamType::Integer,
         "Maximum number of objects to return; when more exist, the list metadata carries a `continue` token.",
     ),
-    query(
+    (
         "continue",
         ParamType::String,
         "Token from a previous limited list call, to fetch the next chunk.",
     ),
-    query(
+    (
         "resourceVersion",
         ParamType::String,
         "Constrains which resource version the request may be served from; for watches, where to start.",
     ),
-    query(
+    (
         "resourceVersionMatch",
         ParamType::String,
         "How `resourceVersion` applies to a list call: `Exact` or `NotOlderThan`.",
     ),
-    query(
+    (
         "watch",
         ParamType::Boolean,
         "Stream add, update and delete notifications for the selected objects instead of listing them.",
     ),
-    query(
+    (
         "allowWatchBookmarks",
         ParamType::Boolean,
         "Ask for BOOKMARK watch events, which carry only a resourceVersion.",
     ),
-    query(
+    (
         "sendInitialEvents",
         ParamType::Boolean,
         "Start a watch with synthetic ADDED events for the current state, then a bookmark.",
     ),
-    query(
+    (
         "timeoutSeconds",
         ParamType::Integer,
         "Timeout for the list or watch call, in seconds.",
     ),
-    query(
+    (
         "gracePeriodSeconds",
         ParamType::Integer,
         "Seconds before the object should be deleted; zero deletes immediately.",
     ),
-    query(
+    (
         "orphanDependents",
         ParamType::Boolean,
         "Deprecated: use propagationPolicy. Whether dependents are orphaned.",
     ),
-    query(
+    (
         "propagationPolicy",
         ParamType::String,
         "Garbage collection of dependents: `Orphan`, `Background` or `Foreground`.",
     ),
-    query(
+    (
         "container",
         ParamType::String,
         "The container to stream logs of. Defaults to the only container of the pod.",
     ),
-    query(
+    (
         "follow",
         ParamType::Boolean,
         "Keep streaming the log as it grows.",
     ),
-    query(
+    (
         "limitBytes",
         ParamType::Integer,
         "Stop after this many bytes of log.",
     ),
-    query(
+    (
         "previous",
         ParamType::Boolean,
         "Return the log of the previous, terminated container instance.",
     ),
-    query(
+    (
         "sinceSeconds",
         ParamType::Integer,
         "Only return log lines newer than this many seconds.",
     ),
-    query(
+    (
         "tailLines",
         ParamType::Integer,
         "Only return this many lines from the end of the log.",
     ),
-    query(
+    (
         "timestamps",
         ParamType::Boolean,
         "Prefix every log line with an RFC3339 timestamp.",

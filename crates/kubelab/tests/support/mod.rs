@@ -192,3 +192,113 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// One HTTP answer from the API server, read whole.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+impl HttpReply {
+    /// The body as JSON; fails the test (showing the body) if it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("HTTP {} body is not JSON ({e}):\n{}", self.status, self.text()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A raw HTTPS client for the API server, as a program other than kubectl would talk to it:
+/// it trusts only the cluster CA and authenticates with a bearer token (or with none).
+#[derive(Clone)]
+pub struct ApiClient {
+    client: reqwest::blocking::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl ApiClient {
+    /// The same server and CA, another token (`None`: no `Authorization` header at all).
+    pub fn with_token(&self, token: Option<&str>) -> ApiClient {
+        ApiClient { token: token.map(str::to_string), ..self.clone() }
+    }
+
+    /// Sends one request; `Err` only when no HTTP answer came back (refused, reset, timeout).
+    pub fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Result<HttpReply, reqwest::Error> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("HTTP method");
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(ct) = content_type {
+            req = req.header(reqwest::header::CONTENT_TYPE, ct);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send()?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = resp.bytes()?.to_vec();
+        Ok(HttpReply { status, content_type, body })
+    }
+
+    /// Sends one request; fails the test if no HTTP answer came back.
+    pub fn send(&self, method: &str, path: &str, content_type: Option<&str>, body: Option<Vec<u8>>) -> HttpReply {
+        self.try_send(method, path, content_type, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: no answer from the server: {e:?}"))
+    }
+
+    pub fn get(&self, path: &str) -> HttpReply {
+        self.send("GET", path, None, None)
+    }
+
+    /// POST/PUT of a JSON object.
+    pub fn send_json(&self, method: &str, path: &str, body: &serde_json::Value) -> HttpReply {
+        self.send(method, path, Some("application/json"), Some(body.to_string().into_bytes()))
+    }
+
+    /// A streaming GET (watch): the response, to be read as it arrives.
+    pub fn stream(&self, path: &str) -> reqwest::blocking::Response {
+        let mut req = self.client.get(format!("{}{path}", self.base)).timeout(Duration::from_secs(60));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        req.send().unwrap_or_else(|e| panic!("GET {path}: no answer from the server: {e:?}"))
+    }
+}
+
+impl TestServer {
+    /// A raw HTTPS client trusting DIR/pki/ca.crt and sending the admin bearer token. The port
+    /// changes on `restart`, so make a new client after one.
+    pub fn api(&self) -> ApiClient {
+        let ca = std::fs::read(self.ca_file()).expect("ca.crt");
+        let client = reqwest::blocking::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA certificate"))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("HTTP client");
+        ApiClient { client, base: self.url(), token: Some(self.token()) }
+    }
+
+    /// Whether the server process is still running (it has not crashed or exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
