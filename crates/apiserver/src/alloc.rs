@@ -35,7 +35,11 @@ struct Band {
 
 impl Band {
     fn new(size: u32, dynamic_from: u32) -> Band {
-        Band { size, dynamic_from: dynamic_from.min(size), used: BTreeSet::new() }
+        Band {
+            size,
+            dynamic_from: dynamic_from.min(size),
+            used: BTreeSet::new(),
+        }
     }
 
     /// A free offset in `lo..hi`, starting at a random point and scanning upwards with wrap-around.
@@ -45,11 +49,15 @@ impl Band {
         }
         let span = hi - lo;
         let start = (random % span as u64) as u32;
-        (0..span).map(|i| lo + (start + i) % span).find(|o| !self.used.contains(o))
+        (0..span)
+            .map(|i| lo + (start + i) % span)
+            .find(|o| !self.used.contains(o))
     }
 
     fn allocate_next(&mut self, random: u64) -> Option<u32> {
-        let o = self.pick_in(self.dynamic_from, self.size, random).or_else(|| self.pick_in(0, self.dynamic_from, random))?;
+        let o = self
+            .pick_in(self.dynamic_from, self.size, random)
+            .or_else(|| self.pick_in(0, self.dynamic_from, random))?;
         self.used.insert(o);
         Some(o)
     }
@@ -71,16 +79,28 @@ pub struct ClusterIpAllocator {
 
 impl ClusterIpAllocator {
     pub fn new(cidr: &str) -> Result<ClusterIpAllocator, String> {
-        let (addr, len) = cidr.split_once('/').ok_or_else(|| format!("{cidr:?} is not a CIDR"))?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| format!("{cidr:?} is not an IPv4 CIDR"))?;
-        let prefix_len: u8 = len.parse().map_err(|_| format!("{cidr:?} has an invalid prefix length"))?;
+        let (addr, len) = cidr
+            .split_once('/')
+            .ok_or_else(|| format!("{cidr:?} is not a CIDR"))?;
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|_| format!("{cidr:?} is not an IPv4 CIDR"))?;
+        let prefix_len: u8 = len
+            .parse()
+            .map_err(|_| format!("{cidr:?} has an invalid prefix length"))?;
         if !(8..=30).contains(&prefix_len) {
-            return Err(format!("service CIDR {cidr} must have a prefix length between 8 and 30"));
+            return Err(format!(
+                "service CIDR {cidr} must have a prefix length between 8 and 30"
+            ));
         }
         let mask = u32::MAX << (32 - prefix_len);
         let network = u32::from(addr) & mask;
         let size = (1u32 << (32 - prefix_len)) - 2;
-        Ok(ClusterIpAllocator { network, prefix_len, band: Band::new(size, band_offset(size, 16, 16, 256)) })
+        Ok(ClusterIpAllocator {
+            network,
+            prefix_len,
+            band: Band::new(size, band_offset(size, 16, 16, 256)),
+        })
     }
 
     pub fn cidr(&self) -> String {
@@ -93,10 +113,13 @@ impl ClusterIpAllocator {
     }
 
     fn offset_of(&self, ip: &str) -> Result<u32, AllocError> {
-        let out_of_range = || AllocError::IpOutOfRange { ip: ip.to_string(), range: self.cidr() };
+        let out_of_range = || AllocError::IpOutOfRange {
+            ip: ip.to_string(),
+            range: self.cidr(),
+        };
         let parsed: Ipv4Addr = ip.parse().map_err(|_| out_of_range())?;
         let v = u32::from(parsed);
-        if v <= self.network || v - self.network - 1 >= self.band.size {
+        if v <= self.network || v - self.network > self.band.size {
             return Err(out_of_range());
         }
         Ok(v - self.network - 1)
@@ -113,7 +136,10 @@ impl ClusterIpAllocator {
 
     /// Claims a free address; `random` is the caller's randomness, so tests are deterministic.
     pub fn allocate_next(&mut self, random: u64) -> Result<Ipv4Addr, AllocError> {
-        self.band.allocate_next(random).map(|o| self.nth(o)).ok_or(AllocError::IpRangeFull)
+        self.band
+            .allocate_next(random)
+            .map(|o| self.nth(o))
+            .ok_or(AllocError::IpRangeFull)
     }
 
     pub fn release(&mut self, ip: &str) {
@@ -123,7 +149,9 @@ impl ClusterIpAllocator {
     }
 
     pub fn is_allocated(&self, ip: &str) -> bool {
-        self.offset_of(ip).map(|o| self.band.used.contains(&o)).unwrap_or(false)
+        self.offset_of(ip)
+            .map(|o| self.band.used.contains(&o))
+            .unwrap_or(false)
     }
 }
 
@@ -137,14 +165,25 @@ pub struct NodePortAllocator {
 impl NodePortAllocator {
     /// `range` is `first-last`, inclusive, as `--service-node-port-range` takes it.
     pub fn new(range: &str) -> Result<NodePortAllocator, String> {
-        let (a, b) = range.split_once('-').ok_or_else(|| format!("{range:?} is not a port range like 30000-32767"))?;
-        let first: u16 = a.trim().parse().map_err(|_| format!("{range:?}: bad first port"))?;
-        let last: u16 = b.trim().parse().map_err(|_| format!("{range:?}: bad last port"))?;
+        let (a, b) = range
+            .split_once('-')
+            .ok_or_else(|| format!("{range:?} is not a port range like 30000-32767"))?;
+        let first: u16 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("{range:?}: bad first port"))?;
+        let last: u16 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("{range:?}: bad last port"))?;
         if first == 0 || last < first {
             return Err(format!("{range:?} is not a valid port range"));
         }
         let size = (last - first) as u32 + 1;
-        Ok(NodePortAllocator { base: first, band: Band::new(size, band_offset(size, 16, 32, 128)) })
+        Ok(NodePortAllocator {
+            base: first,
+            band: Band::new(size, band_offset(size, 16, 32, 128)),
+        })
     }
 
     pub fn range(&self) -> String {
@@ -154,7 +193,9 @@ impl NodePortAllocator {
     fn offset_of(&self, port: i64) -> Result<u32, AllocError> {
         let o = port - self.base as i64;
         if o < 0 || o >= self.band.size as i64 {
-            return Err(AllocError::PortOutOfRange { range: self.range() });
+            return Err(AllocError::PortOutOfRange {
+                range: self.range(),
+            });
         }
         Ok(o as u32)
     }
@@ -168,7 +209,10 @@ impl NodePortAllocator {
     }
 
     pub fn allocate_next(&mut self, random: u64) -> Result<u16, AllocError> {
-        self.band.allocate_next(random).map(|o| self.base + o as u16).ok_or(AllocError::PortRangeFull)
+        self.band
+            .allocate_next(random)
+            .map(|o| self.base + o as u16)
+            .ok_or(AllocError::PortRangeFull)
     }
 
     pub fn release(&mut self, port: i64) {
@@ -178,7 +222,9 @@ impl NodePortAllocator {
     }
 
     pub fn is_allocated(&self, port: i64) -> bool {
-        self.offset_of(port).map(|o| self.band.used.contains(&o)).unwrap_or(false)
+        self.offset_of(port)
+            .map(|o| self.band.used.contains(&o))
+            .unwrap_or(false)
     }
 }
 

@@ -15,7 +15,12 @@ fn info(group: &str, plural: &str) -> &'static ResourceInfo {
 }
 
 /// Creates `obj` unless it exists; replaces its spec-like content when it differs.
-async fn ensure(state: &State, info: &ResourceInfo, obj: Value, fields: &[&str]) -> Result<(), ApiError> {
+async fn ensure(
+    state: &State,
+    info: &ResourceInfo,
+    obj: Value,
+    fields: &[&str],
+) -> Result<(), ApiError> {
     let k = object::key(info, object::namespace(&obj), object::name(&obj));
     match state.store.get(&k) {
         None => match rest::create_object(state, info, obj, false).await {
@@ -34,7 +39,15 @@ async fn ensure(state: &State, info: &ResourceInfo, obj: Value, fields: &[&str])
                     new[*f] = v.clone();
                 }
             }
-            rest::update_object(state, info, &k, &existing, new, rest::Mode::Main, Some(existing.rv), false).await?;
+            rest::update_object(
+                state,
+                info,
+                &k,
+                &existing,
+                new,
+                rest::Write::main_at(existing.rv),
+            )
+            .await?;
             Ok(())
         }
     }
@@ -43,12 +56,22 @@ async fn ensure(state: &State, info: &ResourceInfo, obj: Value, fields: &[&str])
 pub async fn run(state: &State) -> Result<(), ApiError> {
     let ns = info("", "namespaces");
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        ensure(state, ns, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}), &[]).await?;
+        ensure(
+            state,
+            ns,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+            &[],
+        )
+        .await?;
         hooks::populate_namespace(state, name).await;
     }
     let address: IpAddr = state.config.advertise_address.unwrap_or_else(|| {
         let ip = state.config.listen.ip();
-        if ip.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { ip }
+        if ip.is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            ip
+        }
     });
     let port = state.port;
     let cluster_ip = state
@@ -82,8 +105,17 @@ pub async fn run(state: &State) -> Result<(), ApiError> {
         let existing = state.store.get(&svc_key).expect("checked");
         let mut cur = object::parse(&existing.value);
         if cur.pointer("/spec/ports/0/targetPort") != Some(&json!(port)) {
-            cur["spec"]["ports"] = json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]);
-            rest::update_object(state, svc_info, &svc_key, &existing, cur, rest::Mode::Main, Some(existing.rv), false).await?;
+            cur["spec"]["ports"] =
+                json!([{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]);
+            rest::update_object(
+                state,
+                svc_info,
+                &svc_key,
+                &existing,
+                cur,
+                rest::Write::main_at(existing.rv),
+            )
+            .await?;
         }
     }
     let endpoints = json!({
@@ -101,6 +133,12 @@ pub async fn run(state: &State) -> Result<(), ApiError> {
         "endpoints": [{"addresses": [address.to_string()], "conditions": {"ready": true}}],
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
     });
-    ensure(state, info("discovery.k8s.io", "endpointslices"), slice, &["endpoints", "ports"]).await?;
+    ensure(
+        state,
+        info("discovery.k8s.io", "endpointslices"),
+        slice,
+        &["endpoints", "ports"],
+    )
+    .await?;
     Ok(())
 }

@@ -6,19 +6,27 @@ use crate::registry::{self, RESOURCES, ResourceInfo};
 use serde_json::{Value, json};
 
 /// Content type of an aggregated discovery answer; clients check it before decoding.
-pub const AGGREGATED_CONTENT_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Whether the Accept header asks for aggregated discovery v2 (clients list v2beta1 after it,
 /// and plain JSON last, so the legacy form is the fallback).
 pub fn wants_aggregated(accept: &str) -> bool {
     accept.split(',').any(|part| {
         let params: Vec<&str> = part.split(';').map(str::trim).collect();
-        params.contains(&"g=apidiscovery.k8s.io") && params.contains(&"as=APIGroupDiscoveryList") && params.contains(&"v=v2")
+        params.contains(&"g=apidiscovery.k8s.io")
+            && params.contains(&"as=APIGroupDiscoveryList")
+            && params.contains(&"v=v2")
     })
 }
 
-fn resources_of<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static ResourceInfo> + use<'a> {
-    RESOURCES.iter().filter(move |r| r.group == group && r.version == version)
+fn resources_of<'a>(
+    group: &'a str,
+    version: &'a str,
+) -> impl Iterator<Item = &'static ResourceInfo> + use<'a> {
+    RESOURCES
+        .iter()
+        .filter(move |r| r.group == group && r.version == version)
 }
 
 fn group_names() -> Vec<&'static str> {
@@ -32,7 +40,11 @@ fn group_names() -> Vec<&'static str> {
 }
 
 fn versions_of(group: &str) -> Vec<&'static str> {
-    registry::group_versions().into_iter().filter(|(g, _)| *g == group).map(|(_, v)| v).collect()
+    registry::group_versions()
+        .into_iter()
+        .filter(|(g, _)| *g == group)
+        .map(|(_, v)| v)
+        .collect()
 }
 
 fn aggregated_resource(r: &ResourceInfo) -> Value {
@@ -85,8 +97,11 @@ fn aggregated_group(group: &str) -> Value {
 
 /// `GET /api` (core) or `GET /apis` (named groups) in aggregated form.
 pub fn aggregated(core: bool) -> Value {
-    let items: Vec<Value> =
-        if core { vec![aggregated_group("")] } else { group_names().into_iter().map(aggregated_group).collect() };
+    let items: Vec<Value> = if core {
+        vec![aggregated_group("")]
+    } else {
+        group_names().into_iter().map(aggregated_group).collect()
+    };
     json!({
         "kind": "APIGroupDiscoveryList",
         "apiVersion": "apidiscovery.k8s.io/v2",
@@ -169,8 +184,14 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 #[cfg(test)]
@@ -180,12 +201,30 @@ mod tests {
     #[test]
     fn aggregated_lists_scale_with_autoscaling_kind() {
         let apis = aggregated(false);
-        let apps = apis["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "apps").unwrap();
-        let deploy = apps["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "deployments").unwrap();
+        let apps = apis["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["metadata"]["name"] == "apps")
+            .unwrap();
+        let deploy = apps["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "deployments")
+            .unwrap();
         assert_eq!(deploy["shortNames"], json!(["deploy"]));
         assert_eq!(deploy["categories"], json!(["all"]));
-        let scale = deploy["subresources"].as_array().unwrap().iter().find(|s| s["subresource"] == "scale").unwrap();
-        assert_eq!(scale["responseKind"], json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}));
+        let scale = deploy["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["subresource"] == "scale")
+            .unwrap();
+        assert_eq!(
+            scale["responseKind"],
+            json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+        );
         let core = aggregated(true);
         assert!(core["items"][0]["metadata"].get("name").is_none());
     }
@@ -201,7 +240,12 @@ mod tests {
     #[test]
     fn legacy_lists_subresources() {
         let v1 = api_resource_list("", "v1").unwrap();
-        let names: Vec<&str> = v1["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = v1["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
         assert!(names.contains(&"pods/log") && names.contains(&"services/status"));
         assert!(api_resource_list("apps", "v2").is_none());
     }

@@ -14,7 +14,7 @@
 
 use crate::object;
 use crate::registry::{self, ResourceInfo};
-use crate::rest::{self, DeleteOptions, Mode};
+use crate::rest::{self, DeleteOptions, Write};
 use crate::server::State;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -46,28 +46,28 @@ impl Index {
     /// Records the new state of `key` (None: deleted) and returns the uids to re-examine.
     fn observe(&mut self, key: &str, value: Option<&Value>) -> Vec<String> {
         let mut dirty = Vec::new();
-        if let Some(old_uid) = self.uid_of_key.remove(key) {
-            if let Some(old) = self.nodes.remove(&old_uid) {
-                for o in &old.owners {
-                    if let Some(d) = self.dependents.get_mut(o) {
-                        d.remove(&old_uid);
-                    }
-                    dirty.push(o.clone());
+        if let Some(old_uid) = self.uid_of_key.remove(key)
+            && let Some(old) = self.nodes.remove(&old_uid)
+        {
+            for o in &old.owners {
+                if let Some(d) = self.dependents.get_mut(o) {
+                    d.remove(&old_uid);
                 }
-                if let Some(ns) = &old.namespace {
-                    if let Some(m) = self.members.get_mut(ns) {
-                        m.remove(&old_uid);
-                    }
-                    if let Some(nsuid) = self.namespace_uid.get(ns) {
-                        dirty.push(nsuid.clone());
-                    }
+                dirty.push(o.clone());
+            }
+            if let Some(ns) = &old.namespace {
+                if let Some(m) = self.members.get_mut(ns) {
+                    m.remove(&old_uid);
                 }
-                if let Some(n) = &old.namespace_name {
-                    self.namespace_uid.remove(n);
+                if let Some(nsuid) = self.namespace_uid.get(ns) {
+                    dirty.push(nsuid.clone());
                 }
-                if let Some(deps) = self.dependents.get(&old_uid) {
-                    dirty.extend(deps.iter().cloned());
-                }
+            }
+            if let Some(n) = &old.namespace_name {
+                self.namespace_uid.remove(n);
+            }
+            if let Some(deps) = self.dependents.get(&old_uid) {
+                dirty.extend(deps.iter().cloned());
             }
         }
         let Some(v) = value else { return dirty };
@@ -78,18 +78,29 @@ impl Index {
         let is_namespace = key.starts_with("/registry/core/namespaces/");
         let node = Node {
             key: key.to_string(),
-            namespace: object::namespace(v).filter(|n| !n.is_empty()).map(str::to_string),
+            namespace: object::namespace(v)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string),
             deleting: object::is_deleting(v),
             finalizers: object::finalizers(v),
-            owners: object::owner_refs(v).into_iter().map(|(u, _, _)| u).collect(),
+            owners: object::owner_refs(v)
+                .into_iter()
+                .map(|(u, _, _)| u)
+                .collect(),
             namespace_name: is_namespace.then(|| object::name(v).to_string()),
         };
         for o in &node.owners {
-            self.dependents.entry(o.clone()).or_default().insert(uid.clone());
+            self.dependents
+                .entry(o.clone())
+                .or_default()
+                .insert(uid.clone());
             dirty.push(o.clone());
         }
         if let Some(ns) = &node.namespace {
-            self.members.entry(ns.clone()).or_default().insert(uid.clone());
+            self.members
+                .entry(ns.clone())
+                .or_default()
+                .insert(uid.clone());
         }
         if let Some(n) = &node.namespace_name {
             self.namespace_uid.insert(n.clone(), uid.clone());
@@ -108,7 +119,9 @@ fn info_of_key(key: &str) -> Option<&'static ResourceInfo> {
     let group = parts.next()?;
     let plural = parts.next()?;
     let group = if group == "core" { "" } else { group };
-    registry::RESOURCES.iter().find(|r| r.group == group && r.plural == plural)
+    registry::RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.plural == plural)
 }
 
 fn name_of_key(key: &str) -> &str {
@@ -132,7 +145,10 @@ async fn run_once(state: &State) -> Result<(), String> {
     for e in &entries {
         dirty.extend(index.observe(&e.key, Some(&object::parse(&e.value))));
     }
-    let mut watcher = state.store.watch("/registry/", Some(rv)).map_err(|e| e.to_string())?;
+    let mut watcher = state
+        .store
+        .watch("/registry/", Some(rv))
+        .map_err(|e| e.to_string())?;
     let mut resync = tokio::time::interval(Duration::from_secs(30));
     loop {
         for uid in std::mem::take(&mut dirty) {
@@ -162,28 +178,53 @@ async fn run_once(state: &State) -> Result<(), String> {
 
 /// Looks at one object and does what the collector owes it.
 async fn examine(state: &State, index: &Index, uid: &str) {
-    let Some(node) = index.nodes.get(uid) else { return };
+    let Some(node) = index.nodes.get(uid) else {
+        return;
+    };
     // Dangling owner references.
     if !node.owners.is_empty() && !node.deleting {
-        let live: Vec<&String> = node.owners.iter().filter(|o| index.nodes.contains_key(*o)).collect();
+        let live: Vec<&String> = node
+            .owners
+            .iter()
+            .filter(|o| index.nodes.contains_key(*o))
+            .collect();
         if live.is_empty() {
             delete(state, &node.key, None).await;
             return;
         }
         if live.len() < node.owners.len() {
-            let gone: HashSet<String> = node.owners.iter().filter(|o| !index.nodes.contains_key(*o)).cloned().collect();
+            let gone: HashSet<String> = node
+                .owners
+                .iter()
+                .filter(|o| !index.nodes.contains_key(*o))
+                .cloned()
+                .collect();
             strip_owner_refs(state, &node.key, &gone).await;
         }
     }
     if node.deleting {
-        let deps: Vec<&Node> =
-            index.dependents.get(uid).into_iter().flatten().filter_map(|d| index.nodes.get(d)).collect();
+        let deps: Vec<&Node> = index
+            .dependents
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .filter_map(|d| index.nodes.get(d))
+            .collect();
         if node.finalizers.iter().any(|f| f == "foregroundDeletion") {
             if deps.is_empty() {
                 remove_finalizer(state, &node.key, "foregroundDeletion").await;
             } else {
                 for d in deps.iter().filter(|d| !d.deleting) {
-                    let has_own = index.dependents.get(index.uid_of_key.get(&d.key).map(String::as_str).unwrap_or("")).is_some_and(|s| !s.is_empty());
+                    let has_own = index
+                        .dependents
+                        .get(
+                            index
+                                .uid_of_key
+                                .get(&d.key)
+                                .map(String::as_str)
+                                .unwrap_or(""),
+                        )
+                        .is_some_and(|s| !s.is_empty());
                     delete(state, &d.key, has_own.then_some("Foreground")).await;
                 }
             }
@@ -196,8 +237,13 @@ async fn examine(state: &State, index: &Index, uid: &str) {
             remove_finalizer(state, &node.key, "orphan").await;
         }
         if let Some(ns) = &node.namespace_name {
-            let members: Vec<&Node> =
-                index.members.get(ns).into_iter().flatten().filter_map(|m| index.nodes.get(m)).collect();
+            let members: Vec<&Node> = index
+                .members
+                .get(ns)
+                .into_iter()
+                .flatten()
+                .filter_map(|m| index.nodes.get(m))
+                .collect();
             if members.is_empty() {
                 finalize_namespace(state, &node.key).await;
             } else {
@@ -211,11 +257,14 @@ async fn examine(state: &State, index: &Index, uid: &str) {
 
 async fn delete(state: &State, key: &str, propagation: Option<&str>) {
     let Some(info) = info_of_key(key) else { return };
-    let opts = DeleteOptions { propagation: propagation.map(str::to_string), ..Default::default() };
-    if let Err(e) = rest::delete_one(state, info, key, name_of_key(key), &opts).await {
-        if e.code != 404 {
-            tracing::debug!(key, error = %e, "garbage collector could not delete");
-        }
+    let opts = DeleteOptions {
+        propagation: propagation.map(str::to_string),
+        ..Default::default()
+    };
+    if let Err(e) = rest::delete_one(state, info, key, name_of_key(key), &opts).await
+        && e.code != 404
+    {
+        tracing::debug!(key, error = %e, "garbage collector could not delete");
     }
 }
 
@@ -223,12 +272,14 @@ async fn delete(state: &State, key: &str, propagation: Option<&str>) {
 async fn modify(state: &State, key: &str, change: impl Fn(&mut Value) -> bool) {
     let Some(info) = info_of_key(key) else { return };
     for _ in 0..5 {
-        let Some(cur) = state.store.get(key) else { return };
+        let Some(cur) = state.store.get(key) else {
+            return;
+        };
         let mut v = object::parse(&cur.value);
         if !change(&mut v) {
             return;
         }
-        match rest::update_object(state, info, key, &cur, v, Mode::Main, Some(cur.rv), false).await {
+        match rest::update_object(state, info, key, &cur, v, Write::main_at(cur.rv)).await {
             Ok(_) => return,
             Err(e) if e.reason == "Conflict" => continue,
             Err(e) => {
@@ -241,13 +292,25 @@ async fn modify(state: &State, key: &str, change: impl Fn(&mut Value) -> bool) {
 
 async fn strip_owner_refs(state: &State, key: &str, gone: &HashSet<String>) {
     modify(state, key, |v| {
-        let Some(refs) = v.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) else { return false };
+        let Some(refs) = v
+            .pointer_mut("/metadata/ownerReferences")
+            .and_then(Value::as_array_mut)
+        else {
+            return false;
+        };
         let before = refs.len();
-        refs.retain(|r| !r.get("uid").and_then(Value::as_str).is_some_and(|u| gone.contains(u)));
+        refs.retain(|r| {
+            !r.get("uid")
+                .and_then(Value::as_str)
+                .is_some_and(|u| gone.contains(u))
+        });
         if refs.is_empty() {
             object::metadata_mut(v).remove("ownerReferences");
         }
-        before != v.pointer("/metadata/ownerReferences").and_then(Value::as_array).map_or(0, Vec::len)
+        before
+            != v.pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)
     })
     .await;
 }
@@ -265,7 +328,9 @@ async fn remove_finalizer(state: &State, key: &str, finalizer: &str) {
 
 /// Removes the namespace once it is empty: its `kubernetes` finalizer is done.
 async fn finalize_namespace(state: &State, key: &str) {
-    let Some(cur) = state.store.get(key) else { return };
+    let Some(cur) = state.store.get(key) else {
+        return;
+    };
     let v = object::parse(&cur.value);
     if !object::finalizers(&v).is_empty() {
         return;
@@ -282,20 +347,39 @@ mod tests {
     use serde_json::json;
 
     fn obj(uid: &str, ns: &str, owners: &[&str]) -> Value {
-        let refs: Vec<Value> = owners.iter().map(|o| json!({"uid": o, "kind": "ReplicaSet", "name": "rs", "apiVersion": "apps/v1"})).collect();
+        let refs: Vec<Value> = owners
+            .iter()
+            .map(|o| json!({"uid": o, "kind": "ReplicaSet", "name": "rs", "apiVersion": "apps/v1"}))
+            .collect();
         json!({"metadata": {"uid": uid, "namespace": ns, "name": uid, "ownerReferences": refs}})
     }
 
     #[test]
     fn index_tracks_dependents_and_marks_them_when_the_owner_goes() {
         let mut ix = Index::default();
-        ix.observe("/registry/apps/replicasets/default/rs", Some(&obj("rs", "default", &[])));
-        ix.observe("/registry/core/pods/default/p1", Some(&obj("p1", "default", &["rs"])));
+        ix.observe(
+            "/registry/apps/replicasets/default/rs",
+            Some(&obj("rs", "default", &[])),
+        );
+        ix.observe(
+            "/registry/core/pods/default/p1",
+            Some(&obj("p1", "default", &["rs"])),
+        );
         assert!(ix.dependents["rs"].contains("p1"));
         let dirty = ix.observe("/registry/apps/replicasets/default/rs", None);
         assert!(dirty.contains(&"p1".to_string()));
         assert!(!ix.nodes.contains_key("rs"));
-        assert_eq!(info_of_key("/registry/core/pods/default/p1").unwrap().plural, "pods");
-        assert_eq!(info_of_key("/registry/apps/replicasets/default/rs").unwrap().kind, "ReplicaSet");
+        assert_eq!(
+            info_of_key("/registry/core/pods/default/p1")
+                .unwrap()
+                .plural,
+            "pods"
+        );
+        assert_eq!(
+            info_of_key("/registry/apps/replicasets/default/rs")
+                .unwrap()
+                .kind,
+            "ReplicaSet"
+        );
     }
 }

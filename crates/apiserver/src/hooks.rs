@@ -10,7 +10,11 @@ use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
 /// Runs after `obj` was created. Boxed because it creates objects itself.
-pub fn after_create<'a>(state: &'a State, info: &'a ResourceInfo, obj: &'a Value) -> BoxFuture<'a, ()> {
+pub fn after_create<'a>(
+    state: &'a State,
+    info: &'a ResourceInfo,
+    obj: &'a Value,
+) -> BoxFuture<'a, ()> {
     Box::pin(async move {
         if info.group.is_empty() && info.plural == "namespaces" {
             populate_namespace(state, object::name(obj)).await;
@@ -30,7 +34,10 @@ pub async fn populate_namespace(state: &State, ns: &str) {
     let sa = registry::find("", "v1", "serviceaccounts").expect("served");
     let cm = registry::find("", "v1", "configmaps").expect("served");
     let wanted = [
-        (sa, json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}})),
+        (
+            sa,
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}}),
+        ),
         (
             cm,
             json!({
@@ -46,13 +53,17 @@ pub async fn populate_namespace(state: &State, ns: &str) {
         ),
     ];
     for (info, obj) in wanted {
-        if state.store.get(&object::key(info, Some(ns), object::name(&obj))).is_some() {
+        if state
+            .store
+            .get(&object::key(info, Some(ns), object::name(&obj)))
+            .is_some()
+        {
             continue;
         }
-        if let Err(e) = rest::create_object(state, info, obj, false).await {
-            if e.reason != "AlreadyExists" {
-                tracing::warn!(namespace = ns, error = %e, "could not populate namespace");
-            }
+        if let Err(e) = rest::create_object(state, info, obj, false).await
+            && e.reason != "AlreadyExists"
+        {
+            tracing::warn!(namespace = ns, error = %e, "could not populate namespace");
         }
     }
 }

@@ -34,7 +34,11 @@ pub fn prefix(info: &ResourceInfo, namespace: Option<&str>) -> String {
 }
 
 fn collection_prefix(info: &ResourceInfo) -> String {
-    let group = if info.group.is_empty() { "core" } else { info.group };
+    let group = if info.group.is_empty() {
+        "core"
+    } else {
+        info.group
+    };
     format!("/registry/{group}/{}/", info.plural)
 }
 
@@ -52,7 +56,9 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = Value::Object(Map::new());
     }
-    obj["metadata"].as_object_mut().expect("just made an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("just made an object")
 }
 
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
@@ -79,7 +85,11 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
     metadata(obj)
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -93,7 +103,9 @@ pub fn set_finalizers(obj: &mut Value, finalizers: &[String]) {
 }
 
 pub fn is_deleting(obj: &Value) -> bool {
-    metadata(obj).and_then(|m| m.get("deletionTimestamp")).is_some_and(|t| !t.is_null())
+    metadata(obj)
+        .and_then(|m| m.get("deletionTimestamp"))
+        .is_some_and(|t| !t.is_null())
 }
 
 /// The `(uid, kind, name)` of each owner reference.
@@ -104,7 +116,11 @@ pub fn owner_refs(obj: &Value) -> Vec<(String, String, String)> {
         .map(|refs| {
             refs.iter()
                 .filter_map(|r| {
-                    Some((r.get("uid")?.as_str()?.to_string(), r.get("kind")?.as_str()?.to_string(), r.get("name")?.as_str()?.to_string()))
+                    Some((
+                        r.get("uid")?.as_str()?.to_string(),
+                        r.get("kind")?.as_str()?.to_string(),
+                        r.get("name")?.as_str()?.to_string(),
+                    ))
                 })
                 .collect()
         })
@@ -134,13 +150,25 @@ mod tests {
     #[test]
     fn keys_separate_namespaces_and_groups() {
         let pods = registry::find("", "v1", "pods").unwrap();
-        assert_eq!(key(pods, Some("default"), "x"), "/registry/core/pods/default/x");
-        assert_eq!(prefix(pods, Some("default")), "/registry/core/pods/default/");
+        assert_eq!(
+            key(pods, Some("default"), "x"),
+            "/registry/core/pods/default/x"
+        );
+        assert_eq!(
+            prefix(pods, Some("default")),
+            "/registry/core/pods/default/"
+        );
         assert_eq!(prefix(pods, None), "/registry/core/pods/");
         let nodes = registry::find("", "v1", "nodes").unwrap();
-        assert_eq!(key(nodes, Some("ignored"), "kube-1"), "/registry/core/nodes/kube-1");
+        assert_eq!(
+            key(nodes, Some("ignored"), "kube-1"),
+            "/registry/core/nodes/kube-1"
+        );
         let deploy = registry::find("apps", "v1", "deployments").unwrap();
-        assert_eq!(key(deploy, Some("a"), "b"), "/registry/apps/deployments/a/b");
+        assert_eq!(
+            key(deploy, Some("a"), "b"),
+            "/registry/apps/deployments/a/b"
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! admin bearer token. Like kubeadm's `/etc/kubernetes/pki`, but made in-process with rcgen.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("certificate generation: {0}")]
     Rcgen(#[from] rcgen::Error),
 }
@@ -32,12 +35,20 @@ pub struct Pki {
 /// Subject alternative names of the serving certificate: what clients dial (loopback and, in
 /// a lab, node addresses) and the in-cluster names of the `kubernetes` Service.
 pub fn default_sans(extra_ips: &[IpAddr]) -> Vec<SanType> {
-    let mut sans: Vec<SanType> = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-        "kubernetes.default.svc.cluster.local"]
-        .iter()
-        .filter_map(|d| (*d).try_into().ok().map(SanType::DnsName))
-        .collect();
-    let mut ips: Vec<IpAddr> = vec!["127.0.0.1".parse().expect("literal"), "10.96.0.1".parse().expect("literal")];
+    let mut sans: Vec<SanType> = [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ]
+    .iter()
+    .filter_map(|d| (*d).try_into().ok().map(SanType::DnsName))
+    .collect();
+    let mut ips: Vec<IpAddr> = vec![
+        "127.0.0.1".parse().expect("literal"),
+        "10.96.0.1".parse().expect("literal"),
+    ];
     for ip in extra_ips {
         if !ips.contains(ip) {
             ips.push(*ip);
@@ -53,7 +64,11 @@ fn ca_params() -> CertificateParams {
     dn.push(DnType::CommonName, "kubelab-ca");
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     p.not_before = rcgen::date_time_ymd(2024, 1, 1);
     p.not_after = rcgen::date_time_ymd(2099, 1, 1);
     p
@@ -67,9 +82,15 @@ fn leaf_params(common_name: &str, organization: Option<&str>, server: bool) -> C
         dn.push(DnType::OrganizationName, o);
     }
     p.distinguished_name = dn;
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    p.extended_key_usages =
-        vec![if server { ExtendedKeyUsagePurpose::ServerAuth } else { ExtendedKeyUsagePurpose::ClientAuth }];
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![if server {
+        ExtendedKeyUsagePurpose::ServerAuth
+    } else {
+        ExtendedKeyUsagePurpose::ClientAuth
+    }];
     p.not_before = rcgen::date_time_ymd(2024, 1, 1);
     p.not_after = rcgen::date_time_ymd(2099, 1, 1);
     p
@@ -79,12 +100,18 @@ fn read(path: &Path) -> Result<Option<String>, PkiError> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(PkiError::Io { path: path.into(), source }),
+        Err(source) => Err(PkiError::Io {
+            path: path.into(),
+            source,
+        }),
     }
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
-    let io = |source| PkiError::Io { path: path.into(), source };
+    let io = |source| PkiError::Io {
+        path: path.into(),
+        source,
+    };
     // Write then rename, so a crash never leaves half a key behind.
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, contents).map_err(io)?;
@@ -95,7 +122,10 @@ impl Pki {
     /// Loads the PKI from `dir`, creating whatever is missing. The serving certificate is
     /// re-issued whenever `extra_ips` names an address it does not cover.
     pub fn load_or_create(dir: &Path, extra_ips: &[IpAddr]) -> Result<Pki, PkiError> {
-        std::fs::create_dir_all(dir).map_err(|source| PkiError::Io { path: dir.into(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| PkiError::Io {
+            path: dir.into(),
+            source,
+        })?;
         let ca_key = match read(&dir.join("ca.key"))? {
             Some(pem) => KeyPair::from_pem(&pem)?,
             None => {
@@ -126,7 +156,10 @@ impl Pki {
         if !wanted_ips.iter().all(|ip| covered.contains(&ip.as_str())) {
             let _ = std::fs::remove_file(dir.join("apiserver.crt"));
         }
-        let (serving_cert_pem, serving_key_pem) = match (read(&dir.join("apiserver.crt"))?, read(&dir.join("apiserver.key"))?) {
+        let (serving_cert_pem, serving_key_pem) = match (
+            read(&dir.join("apiserver.crt"))?,
+            read(&dir.join("apiserver.key"))?,
+        ) {
             (Some(c), Some(k)) => (c, k),
             _ => {
                 let key = KeyPair::generate()?;
@@ -139,16 +172,18 @@ impl Pki {
                 (cert.pem(), key.serialize_pem())
             }
         };
-        let (admin_cert_pem, admin_key_pem) = match (read(&dir.join("admin.crt"))?, read(&dir.join("admin.key"))?) {
-            (Some(c), Some(k)) => (c, k),
-            _ => {
-                let key = KeyPair::generate()?;
-                let cert = leaf_params("kubernetes-admin", Some("system:masters"), false).signed_by(&key, &issuer)?;
-                write(&dir.join("admin.key"), &key.serialize_pem())?;
-                write(&dir.join("admin.crt"), &cert.pem())?;
-                (cert.pem(), key.serialize_pem())
-            }
-        };
+        let (admin_cert_pem, admin_key_pem) =
+            match (read(&dir.join("admin.crt"))?, read(&dir.join("admin.key"))?) {
+                (Some(c), Some(k)) => (c, k),
+                _ => {
+                    let key = KeyPair::generate()?;
+                    let cert = leaf_params("kubernetes-admin", Some("system:masters"), false)
+                        .signed_by(&key, &issuer)?;
+                    write(&dir.join("admin.key"), &key.serialize_pem())?;
+                    write(&dir.join("admin.crt"), &cert.pem())?;
+                    (cert.pem(), key.serialize_pem())
+                }
+            };
         let admin_token = match read(&dir.join("admin.token"))? {
             Some(t) if !t.trim().is_empty() => t.trim().to_string(),
             _ => {
@@ -157,7 +192,14 @@ impl Pki {
                 t
             }
         };
-        Ok(Pki { ca_cert_pem, serving_cert_pem, serving_key_pem, admin_cert_pem, admin_key_pem, admin_token })
+        Ok(Pki {
+            ca_cert_pem,
+            serving_cert_pem,
+            serving_key_pem,
+            admin_cert_pem,
+            admin_key_pem,
+            admin_token,
+        })
     }
 }
 
@@ -165,7 +207,9 @@ fn random_token() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    (0..32).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..32)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 #[cfg(test)]

@@ -54,12 +54,21 @@ pub struct Selector {
 }
 
 impl Selector {
-    pub fn parse(info: &'static ResourceInfo, label: Option<&str>, field: Option<&str>) -> Result<Selector, ApiError> {
+    pub fn parse(
+        info: &'static ResourceInfo,
+        label: Option<&str>,
+        field: Option<&str>,
+    ) -> Result<Selector, ApiError> {
         let labels = LabelSelector::parse(label.unwrap_or("")).map_err(|e| e.to_api_error())?;
         let fields = FieldSelector::parse(field.unwrap_or(""))
             .and_then(|f| f.convert_for(info.group, info.plural))
             .map_err(|e| e.to_api_error())?;
-        Ok(Selector { group: info.group, resource: info.plural, labels, fields })
+        Ok(Selector {
+            group: info.group,
+            resource: info.plural,
+            labels,
+            fields,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -74,6 +83,9 @@ impl Selector {
 
     pub fn matches(&self, obj: &Value) -> bool {
         self.labels.matches_object(obj)
-            && (self.fields.is_empty() || self.fields.matches(&object_fields(self.group, self.resource, obj)))
+            && (self.fields.is_empty()
+                || self
+                    .fields
+                    .matches(&object_fields(self.group, self.resource, obj)))
     }
 }

@@ -40,14 +40,22 @@ pub struct ResourceInfo {
 
 impl std::fmt::Debug for ResourceInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ResourceInfo({}/{} {})", self.group, self.version, self.plural)
+        write!(
+            f,
+            "ResourceInfo({}/{} {})",
+            self.group, self.version, self.plural
+        )
     }
 }
 
 impl ResourceInfo {
     /// `apps/v1`, or `v1` for the core group.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)
@@ -57,7 +65,11 @@ impl ResourceInfo {
     }
     /// Path prefix of the group version: `/api/v1` or `/apis/apps/v1`.
     pub fn gv_path(&self) -> String {
-        if self.group.is_empty() { format!("/api/{}", self.version) } else { format!("/apis/{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        }
     }
 }
 
@@ -70,15 +82,35 @@ fn schema<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) ->
     generator.subschema_for::<T>()
 }
 
-const ALL_VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 const CLUSTER_VERBS: &[&str] = ALL_VERBS;
 const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
 
 const fn status(kind: &'static str, group: &'static str, version: &'static str) -> Subresource {
-    Subresource { name: "status", group, version, kind, verbs: STATUS_VERBS }
+    Subresource {
+        name: "status",
+        group,
+        version,
+        kind,
+        verbs: STATUS_VERBS,
+    }
 }
-const SCALE: Subresource =
-    Subresource { name: "scale", group: "autoscaling", version: "v1", kind: "Scale", verbs: STATUS_VERBS };
+const SCALE: Subresource = Subresource {
+    name: "scale",
+    group: "autoscaling",
+    version: "v1",
+    kind: "Scale",
+    verbs: STATUS_VERBS,
+};
 
 macro_rules! resource {
     ($group:expr, $version:expr, $kind:literal, $plural:literal, $singular:literal, $namespaced:expr,
@@ -101,53 +133,236 @@ macro_rules! resource {
     };
 }
 
-use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery};
+use k8s_openapi::api::{
+    apps::v1 as apps, coordination::v1 as coordination, core::v1 as core,
+    discovery::v1 as discovery,
+};
 
 /// Every served resource. Order is discovery order.
 pub static RESOURCES: &[ResourceInfo] = &[
-    resource!("", "v1", "ConfigMap", "configmaps", "configmap", true, &["cm"], &[], &[], ALL_VERBS,
-        "io.k8s.api.core.v1.ConfigMap", core::ConfigMap),
-    resource!("", "v1", "Endpoints", "endpoints", "endpoints", true, &["ep"], &[], &[], ALL_VERBS,
-        "io.k8s.api.core.v1.Endpoints", core::Endpoints),
-    resource!("", "v1", "Event", "events", "event", true, &["ev"], &[], &[], ALL_VERBS,
-        "io.k8s.api.core.v1.Event", core::Event),
-    resource!("", "v1", "Namespace", "namespaces", "namespace", false, &["ns"], &[],
-        &[status("Namespace", "", "v1")], &["create", "delete", "get", "list", "patch", "update", "watch"],
-        "io.k8s.api.core.v1.Namespace", core::Namespace),
-    resource!("", "v1", "Node", "nodes", "node", false, &["no"], &[], &[status("Node", "", "v1")], CLUSTER_VERBS,
-        "io.k8s.api.core.v1.Node", core::Node),
-    resource!("", "v1", "Pod", "pods", "pod", true, &["po"], &["all"],
+    resource!(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        "configmap",
+        true,
+        &["cm"],
+        &[],
+        &[],
+        ALL_VERBS,
+        "io.k8s.api.core.v1.ConfigMap",
+        core::ConfigMap
+    ),
+    resource!(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        "endpoints",
+        true,
+        &["ep"],
+        &[],
+        &[],
+        ALL_VERBS,
+        "io.k8s.api.core.v1.Endpoints",
+        core::Endpoints
+    ),
+    resource!(
+        "",
+        "v1",
+        "Event",
+        "events",
+        "event",
+        true,
+        &["ev"],
+        &[],
+        &[],
+        ALL_VERBS,
+        "io.k8s.api.core.v1.Event",
+        core::Event
+    ),
+    resource!(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        "namespace",
+        false,
+        &["ns"],
+        &[],
+        &[status("Namespace", "", "v1")],
         &[
-            Subresource { name: "binding", group: "", version: "v1", kind: "Binding", verbs: &["create"] },
-            Subresource { name: "log", group: "", version: "v1", kind: "Pod", verbs: &["get"] },
+            "create", "delete", "get", "list", "patch", "update", "watch"
+        ],
+        "io.k8s.api.core.v1.Namespace",
+        core::Namespace
+    ),
+    resource!(
+        "",
+        "v1",
+        "Node",
+        "nodes",
+        "node",
+        false,
+        &["no"],
+        &[],
+        &[status("Node", "", "v1")],
+        CLUSTER_VERBS,
+        "io.k8s.api.core.v1.Node",
+        core::Node
+    ),
+    resource!(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        "pod",
+        true,
+        &["po"],
+        &["all"],
+        &[
+            Subresource {
+                name: "binding",
+                group: "",
+                version: "v1",
+                kind: "Binding",
+                verbs: &["create"]
+            },
+            Subresource {
+                name: "log",
+                group: "",
+                version: "v1",
+                kind: "Pod",
+                verbs: &["get"]
+            },
             status("Pod", "", "v1"),
         ],
-        ALL_VERBS, "io.k8s.api.core.v1.Pod", core::Pod),
-    resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, &["sa"], &[], &[], ALL_VERBS,
-        "io.k8s.api.core.v1.ServiceAccount", core::ServiceAccount),
-    resource!("", "v1", "Service", "services", "service", true, &["svc"], &["all"], &[status("Service", "", "v1")],
-        &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
-        "io.k8s.api.core.v1.Service", core::Service),
-    resource!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, &["ds"], &["all"],
-        &[status("DaemonSet", "apps", "v1")], ALL_VERBS, "io.k8s.api.apps.v1.DaemonSet", apps::DaemonSet),
-    resource!("apps", "v1", "Deployment", "deployments", "deployment", true, &["deploy"], &["all"],
-        &[SCALE, status("Deployment", "apps", "v1")], ALL_VERBS, "io.k8s.api.apps.v1.Deployment", apps::Deployment),
-    resource!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, &["rs"], &["all"],
-        &[SCALE, status("ReplicaSet", "apps", "v1")], ALL_VERBS, "io.k8s.api.apps.v1.ReplicaSet", apps::ReplicaSet),
-    resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, &[], &[], &[], ALL_VERBS,
-        "io.k8s.api.coordination.v1.Lease", coordination::Lease),
-    resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, &[], &[], &[],
-        ALL_VERBS, "io.k8s.api.discovery.v1.EndpointSlice", discovery::EndpointSlice),
+        ALL_VERBS,
+        "io.k8s.api.core.v1.Pod",
+        core::Pod
+    ),
+    resource!(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        true,
+        &["sa"],
+        &[],
+        &[],
+        ALL_VERBS,
+        "io.k8s.api.core.v1.ServiceAccount",
+        core::ServiceAccount
+    ),
+    resource!(
+        "",
+        "v1",
+        "Service",
+        "services",
+        "service",
+        true,
+        &["svc"],
+        &["all"],
+        &[status("Service", "", "v1")],
+        &[
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch"
+        ],
+        "io.k8s.api.core.v1.Service",
+        core::Service
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        "daemonset",
+        true,
+        &["ds"],
+        &["all"],
+        &[status("DaemonSet", "apps", "v1")],
+        ALL_VERBS,
+        "io.k8s.api.apps.v1.DaemonSet",
+        apps::DaemonSet
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        "deployment",
+        true,
+        &["deploy"],
+        &["all"],
+        &[SCALE, status("Deployment", "apps", "v1")],
+        ALL_VERBS,
+        "io.k8s.api.apps.v1.Deployment",
+        apps::Deployment
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        "replicaset",
+        true,
+        &["rs"],
+        &["all"],
+        &[SCALE, status("ReplicaSet", "apps", "v1")],
+        ALL_VERBS,
+        "io.k8s.api.apps.v1.ReplicaSet",
+        apps::ReplicaSet
+    ),
+    resource!(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        "lease",
+        true,
+        &[],
+        &[],
+        &[],
+        ALL_VERBS,
+        "io.k8s.api.coordination.v1.Lease",
+        coordination::Lease
+    ),
+    resource!(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+        &[],
+        &[],
+        &[],
+        ALL_VERBS,
+        "io.k8s.api.discovery.v1.EndpointSlice",
+        discovery::EndpointSlice
+    ),
 ];
 
 /// The resource at `group`/`version` with plural name `plural`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// The resource serving `kind` in `group` (any version).
 pub fn find_kind(group: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.kind == kind)
 }
 
 /// Served group versions in discovery order: the core `v1` first, then named groups.
@@ -184,7 +399,8 @@ mod tests {
         let n = (svc.normalize)(v).unwrap();
         assert!(n["spec"].get("bogus").is_none());
         assert_eq!(n["spec"]["ports"][0]["port"], 80);
-        let bad = serde_json::json!({"metadata": {"name": "x"}, "spec": {"ports": [{"port": "eighty"}]}});
+        let bad =
+            serde_json::json!({"metadata": {"name": "x"}, "spec": {"ports": [{"port": "eighty"}]}});
         assert!((svc.normalize)(bad).is_err());
     }
 

@@ -44,15 +44,25 @@ pub struct ResourceRequest {
 
 /// Parses `/api/v1/...` and `/apis/<group>/<version>/...`; `Ok(None)` when the path is not a
 /// resource path at all (discovery, health, OpenAPI, unknown).
-pub fn parse(method: &http::Method, path: &str, watch_param: bool) -> Result<Option<ResourceRequest>, ApiError> {
+pub fn parse(
+    method: &http::Method,
+    path: &str,
+    watch_param: bool,
+) -> Result<Option<ResourceRequest>, ApiError> {
     let segs: Vec<String> = path
         .trim_matches('/')
         .split('/')
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect();
     let (group, version, rest): (&str, &str, &[String]) = match segs.as_slice() {
         [api, v, rest @ ..] if api == "api" && !rest.is_empty() => ("", v.as_str(), rest),
-        [apis, g, v, rest @ ..] if apis == "apis" && !rest.is_empty() => (g.as_str(), v.as_str(), rest),
+        [apis, g, v, rest @ ..] if apis == "apis" && !rest.is_empty() => {
+            (g.as_str(), v.as_str(), rest)
+        }
         _ => return Ok(None),
     };
     // The deprecated `/watch/` prefix means the same as `?watch=true`.
@@ -60,13 +70,21 @@ pub fn parse(method: &http::Method, path: &str, watch_param: bool) -> Result<Opt
         [w, rest @ ..] if w == "watch" => (true, rest),
         _ => (false, rest),
     };
-    let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
+    let not_found = || {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    };
     let find = |plural: &str| registry::find(group, version, plural).ok_or_else(not_found);
 
     let (info, namespace, name, sub) = match rest {
         // namespaces/{ns}/{resource}[/{name}[/{sub}]] — a namespaced resource...
         [ns_word, ns, plural, tail @ ..]
-            if ns_word == "namespaces" && group.is_empty() && registry::find("", version, plural).is_some()
+            if ns_word == "namespaces"
+                && group.is_empty()
+                && registry::find("", version, plural).is_some()
                 || ns_word == "namespaces" && !group.is_empty() =>
         {
             let info = find(plural)?;
@@ -76,7 +94,12 @@ pub fn parse(method: &http::Method, path: &str, watch_param: bool) -> Result<Opt
             match tail {
                 [] => (info, Some(ns.clone()), None, None),
                 [name] => (info, Some(ns.clone()), Some(name.clone()), None),
-                [name, sub] => (info, Some(ns.clone()), Some(name.clone()), Some(sub.clone())),
+                [name, sub] => (
+                    info,
+                    Some(ns.clone()),
+                    Some(name.clone()),
+                    Some(sub.clone()),
+                ),
                 _ => return Err(not_found()),
             }
         }
@@ -86,16 +109,18 @@ pub fn parse(method: &http::Method, path: &str, watch_param: bool) -> Result<Opt
             match tail {
                 [] => (info, None, None, None),
                 [name] if !info.namespaced => (info, None, Some(name.clone()), None),
-                [name, sub] if !info.namespaced => (info, None, Some(name.clone()), Some(sub.clone())),
+                [name, sub] if !info.namespaced => {
+                    (info, None, Some(name.clone()), Some(sub.clone()))
+                }
                 _ => return Err(not_found()),
             }
         }
         [] => return Ok(None),
     };
-    if let Some(s) = &sub {
-        if info.subresource(s).is_none() {
-            return Err(not_found());
-        }
+    if let Some(s) = &sub
+        && info.subresource(s).is_none()
+    {
+        return Err(not_found());
     }
     if name.as_deref() == Some("") {
         return Err(not_found());
@@ -120,7 +145,13 @@ pub fn parse(method: &http::Method, path: &str, watch_param: bool) -> Result<Opt
             )));
         }
     };
-    Ok(Some(ResourceRequest { info, namespace, name, subresource: sub, verb }))
+    Ok(Some(ResourceRequest {
+        info,
+        namespace,
+        name,
+        subresource: sub,
+        verb,
+    }))
 }
 
 #[cfg(test)]
@@ -134,14 +165,37 @@ mod tests {
 
     #[test]
     fn namespaced_paths() {
-        let r = p(Method::GET, "/apis/apps/v1/namespaces/default/deployments/nginx");
-        assert_eq!((r.info.plural, r.namespace.as_deref(), r.name.as_deref(), r.verb), ("deployments", Some("default"), Some("nginx"), Verb::Get));
-        let r = p(Method::PATCH, "/apis/apps/v1/namespaces/default/deployments/nginx/scale");
-        assert_eq!((r.subresource.as_deref(), r.verb), (Some("scale"), Verb::Patch));
+        let r = p(
+            Method::GET,
+            "/apis/apps/v1/namespaces/default/deployments/nginx",
+        );
+        assert_eq!(
+            (
+                r.info.plural,
+                r.namespace.as_deref(),
+                r.name.as_deref(),
+                r.verb
+            ),
+            ("deployments", Some("default"), Some("nginx"), Verb::Get)
+        );
+        let r = p(
+            Method::PATCH,
+            "/apis/apps/v1/namespaces/default/deployments/nginx/scale",
+        );
+        assert_eq!(
+            (r.subresource.as_deref(), r.verb),
+            (Some("scale"), Verb::Patch)
+        );
         let r = p(Method::GET, "/api/v1/pods");
-        assert_eq!((r.info.plural, r.namespace, r.verb), ("pods", None, Verb::List));
+        assert_eq!(
+            (r.info.plural, r.namespace, r.verb),
+            ("pods", None, Verb::List)
+        );
         let r = p(Method::POST, "/api/v1/namespaces/default/pods/x/binding");
-        assert_eq!((r.subresource.as_deref(), r.verb), (Some("binding"), Verb::Create));
+        assert_eq!(
+            (r.subresource.as_deref(), r.verb),
+            (Some("binding"), Verb::Create)
+        );
         let r = p(Method::GET, "/api/v1/watch/namespaces/default/pods");
         assert_eq!(r.verb, Verb::Watch);
     }
@@ -149,9 +203,15 @@ mod tests {
     #[test]
     fn namespaces_themselves() {
         let r = p(Method::GET, "/api/v1/namespaces/kube-system");
-        assert_eq!((r.info.plural, r.name.as_deref(), r.namespace), ("namespaces", Some("kube-system"), None));
+        assert_eq!(
+            (r.info.plural, r.name.as_deref(), r.namespace),
+            ("namespaces", Some("kube-system"), None)
+        );
         let r = p(Method::PUT, "/api/v1/namespaces/kube-system/status");
-        assert_eq!((r.info.plural, r.subresource.as_deref()), ("namespaces", Some("status")));
+        assert_eq!(
+            (r.info.plural, r.subresource.as_deref()),
+            ("namespaces", Some("status"))
+        );
         let r = p(Method::DELETE, "/api/v1/namespaces/demo");
         assert_eq!(r.verb, Verb::Delete);
     }
@@ -160,10 +220,20 @@ mod tests {
     fn unknown_things_are_404_or_not_resources() {
         assert!(parse(&Method::GET, "/api/v1/namespaces/default/widgets", false).is_err());
         assert!(parse(&Method::GET, "/apis/apps/v1/deployments/x/y/z", false).is_err());
-        assert!(parse(&Method::GET, "/api/v1/namespaces/default/pods/x/exec2", false).is_err());
+        assert!(
+            parse(
+                &Method::GET,
+                "/api/v1/namespaces/default/pods/x/exec2",
+                false
+            )
+            .is_err()
+        );
         assert!(parse(&Method::GET, "/healthz", false).unwrap().is_none());
         assert!(parse(&Method::GET, "/api", false).unwrap().is_none());
         assert!(parse(&Method::GET, "/api/v1", false).unwrap().is_none());
-        assert_eq!(parse(&Method::PUT, "/api/v1/pods", false).unwrap_err().code, 405);
+        assert_eq!(
+            parse(&Method::PUT, "/api/v1/pods", false).unwrap_err().code,
+            405
+        );
     }
 }

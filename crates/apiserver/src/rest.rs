@@ -25,7 +25,11 @@ pub struct Query(HashMap<String, String>);
 
 impl Query {
     pub fn parse(raw: Option<&str>) -> Query {
-        Query(url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()).into_owned().collect())
+        Query(
+            url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
+        )
     }
     pub fn get(&self, k: &str) -> Option<&str> {
         self.0.get(k).map(String::as_str).filter(|s| !s.is_empty())
@@ -36,14 +40,19 @@ impl Query {
     pub fn int(&self, k: &str) -> Result<Option<i64>, ApiError> {
         match self.get(k) {
             None => Ok(None),
-            Some(s) => s.parse().map(Some).map_err(|_| ApiError::bad_request(format!("invalid value for {k}: {s:?}"))),
+            Some(s) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::bad_request(format!("invalid value for {k}: {s:?}"))),
         }
     }
     fn dry_run(&self) -> Result<bool, ApiError> {
         match self.get("dryRun") {
             None => Ok(false),
             Some("All") => Ok(true),
-            Some(other) => Err(ApiError::bad_request(format!("unsupported dry run value: {other:?}; use \"All\""))),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "unsupported dry run value: {other:?}; use \"All\""
+            ))),
         }
     }
 }
@@ -82,18 +91,27 @@ pub struct Call<'a> {
 }
 
 pub fn json_response(status: StatusCode, value: &Value) -> Response {
-    bytes_response(status, Bytes::from(serde_json::to_vec(value).unwrap_or_default()))
+    bytes_response(
+        status,
+        Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+    )
 }
 
 pub fn bytes_response(status: StatusCode, body: Bytes) -> Response {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 pub fn error_response(e: &ApiError) -> Response {
-    json_response(StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.to_status())
+    json_response(
+        StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &e.to_status(),
+    )
 }
 
 fn success_status(info: &ResourceInfo, name: &str, uid: &str) -> Value {
@@ -123,7 +141,10 @@ impl Call<'_> {
         ApiError::not_found(self.info().group, self.info().plural, self.name())
     }
     fn current(&self) -> Result<Entry, ApiError> {
-        self.state.store.get(&self.key()).ok_or_else(|| self.not_found())
+        self.state
+            .store
+            .get(&self.key())
+            .ok_or_else(|| self.not_found())
     }
 
     fn respond(&self, status: StatusCode, entry_bytes: Bytes) -> Response {
@@ -136,7 +157,10 @@ impl Call<'_> {
     }
 
     fn respond_value(&self, status: StatusCode, v: &Value) -> Response {
-        self.respond(status, Bytes::from(serde_json::to_vec(v).unwrap_or_default()))
+        self.respond(
+            status,
+            Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+        )
     }
 
     /// Parses the body as a JSON object; protobuf bodies (client-go's typed clients send them)
@@ -145,7 +169,9 @@ impl Call<'_> {
         let ct = self.content_type.split(';').next().unwrap_or("").trim();
         if ct == kubeproto::CONTENT_TYPE {
             return kubeproto::decode(&self.body).map_err(|e| match e {
-                kubeproto::DecodeError::UnsupportedKind { .. } => ApiError::unsupported_media_type(e.to_string()),
+                kubeproto::DecodeError::UnsupportedKind { .. } => {
+                    ApiError::unsupported_media_type(e.to_string())
+                }
                 _ => ApiError::bad_request(format!("failed to decode protobuf body: {e}")),
             });
         }
@@ -154,11 +180,13 @@ impl Call<'_> {
                 "the body of the request was in an unknown format - accepted media types include: application/json ({ct:?} given)"
             )));
         }
-        let v: Value = serde_json::from_slice(&self.body)
-            .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))?;
+        let v: Value = serde_json::from_slice(&self.body).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        })?;
         if !v.is_object() {
             return Err(ApiError::bad_request(
-                "couldn't get version/kind; json parse error: the body is not a JSON object".to_string(),
+                "couldn't get version/kind; json parse error: the body is not a JSON object"
+                    .to_string(),
             ));
         }
         Ok(v)
@@ -198,14 +226,19 @@ impl Call<'_> {
         if !unknown.is_empty() {
             match FieldValidation::from_query(&self.query)? {
                 FieldValidation::Strict => {
-                    let list = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect::<Vec<_>>().join(", ");
+                    let list = unknown
+                        .iter()
+                        .map(|f| format!("unknown field \"{f}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     return Err(ApiError::bad_request(format!(
                         "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {list}",
                         info.kind, info.version, info.kind
                     )));
                 }
                 FieldValidation::Warn => {
-                    self.warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
+                    self.warnings
+                        .extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
                 }
                 FieldValidation::Ignore => {}
             }
@@ -216,7 +249,11 @@ impl Call<'_> {
     }
 
     fn label_field_selector(&self) -> Result<Selector, ApiError> {
-        Selector::parse(self.info(), self.query.get("labelSelector"), self.query.get("fieldSelector"))
+        Selector::parse(
+            self.info(),
+            self.query.get("labelSelector"),
+            self.query.get("fieldSelector"),
+        )
     }
 }
 
@@ -226,7 +263,11 @@ fn unknown_fields(input: &Value, normalized: &Value, path: &str, out: &mut Vec<S
     match (input, normalized) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 match b.get(k) {
                     None if !v.is_null() => out.push(p),
                     Some(nb) => unknown_fields(v, nb, &p, out),
@@ -247,7 +288,9 @@ fn store_error(info: &ResourceInfo, name: &str, e: StoreError) -> ApiError {
     match e {
         StoreError::AlreadyExists(_) => ApiError::already_exists(info.group, info.plural, name),
         StoreError::NotFound(_) => ApiError::not_found(info.group, info.plural, name),
-        StoreError::Conflict { .. } => ApiError::conflict(info.group, info.plural, name, CONFLICT_MODIFIED),
+        StoreError::Conflict { .. } => {
+            ApiError::conflict(info.group, info.plural, name, CONFLICT_MODIFIED)
+        }
         StoreError::TooOld { requested, oldest } => {
             ApiError::expired(format!("too old resource version: {requested} ({oldest})"))
         }
@@ -284,7 +327,10 @@ pub async fn handle_with_warnings(call: &mut Call<'_>) -> Result<Response, ApiEr
         (Verb::DeleteCollection, None) => delete_collection(call).await,
         (Verb::Get, Some("scale")) => {
             let e = call.current()?;
-            Ok(json_response(StatusCode::OK, &scale_of(info, &object::parse(&e.value))))
+            Ok(json_response(
+                StatusCode::OK,
+                &scale_of(info, &object::parse(&e.value)),
+            ))
         }
         (Verb::Update | Verb::Patch, Some("scale")) => update_scale(call).await,
         (Verb::Create, Some("binding")) => bind(call).await,
@@ -306,19 +352,32 @@ fn encode_continue(rv: u64, after_key: &str) -> String {
 
 fn decode_continue(token: &str) -> Result<(u64, String), ApiError> {
     use base64::Engine;
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
-    let raw = base64::engine::general_purpose::URL_SAFE.decode(token).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     if v["v"] != "meta.k8s.io/v1" {
         return Err(bad());
     }
-    Ok((v["rv"].as_u64().ok_or_else(bad)?, v["start"].as_str().ok_or_else(bad)?.to_string()))
+    Ok((
+        v["rv"].as_u64().ok_or_else(bad)?,
+        v["start"].as_str().ok_or_else(bad)?.to_string(),
+    ))
 }
 
 fn list(call: &Call<'_>) -> Result<Response, ApiError> {
     let info = call.info();
     let selector = call.label_field_selector()?;
-    let limit = call.query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+    let limit = call
+        .query
+        .int("limit")?
+        .filter(|l| *l > 0)
+        .map(|l| l as usize);
     let (mut list_rv, entries) = call.state.store.list(&prefix(info, call.ns()));
     let mut start_after: Option<String> = None;
     if let Some(token) = call.query.get("continue") {
@@ -340,20 +399,24 @@ fn list(call: &Call<'_>) -> Result<Response, ApiError> {
         if start_after.as_deref().is_some_and(|a| &*e.key <= a) {
             continue;
         }
-        let parsed = if selector.is_empty() && table.is_none() { None } else { Some(object::parse(&e.value)) };
-        if let Some(p) = &parsed {
-            if !selector.matches(p) {
-                continue;
-            }
+        let parsed = if selector.is_empty() && table.is_none() {
+            None
+        } else {
+            Some(object::parse(&e.value))
+        };
+        if let Some(p) = &parsed
+            && !selector.matches(p)
+        {
+            continue;
         }
-        if let Some(l) = limit {
-            if items.len() >= l {
-                if next_key.is_none() {
-                    next_key = items.last().map(|(e, _)| e.key.to_string());
-                }
-                remaining += 1;
-                continue;
+        if let Some(l) = limit
+            && items.len() >= l
+        {
+            if next_key.is_none() {
+                next_key = items.last().map(|(e, _)| e.key.to_string());
             }
+            remaining += 1;
+            continue;
         }
         items.push((e, parsed));
     }
@@ -367,11 +430,15 @@ fn list(call: &Call<'_>) -> Result<Response, ApiError> {
     }
     if let Some(include) = table {
         let objs: Vec<Value> = items.into_iter().filter_map(|(_, p)| p).collect();
-        return Ok(json_response(StatusCode::OK, &tables::table(info, &objs, include, Value::Object(meta))));
+        return Ok(json_response(
+            StatusCode::OK,
+            &tables::table(info, &objs, include, Value::Object(meta)),
+        ));
     }
     // Splice stored bytes into the list without re-encoding each object: lists of thousands
     // of pods stay cheap.
-    let mut out = Vec::with_capacity(items.iter().map(|(e, _)| e.value.len() + 1).sum::<usize>() + 256);
+    let mut out =
+        Vec::with_capacity(items.iter().map(|(e, _)| e.value.len() + 1).sum::<usize>() + 256);
     out.extend_from_slice(
         format!(
             "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
@@ -401,8 +468,15 @@ pub enum Mode {
 }
 
 /// Checks that the namespace in the path exists and is not being deleted (NamespaceLifecycle).
-fn admit_namespace(state: &State, info: &ResourceInfo, ns: Option<&str>, name: &str) -> Result<(), ApiError> {
-    let Some(ns) = ns.filter(|_| info.namespaced) else { return Ok(()) };
+fn admit_namespace(
+    state: &State,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<(), ApiError> {
+    let Some(ns) = ns.filter(|_| info.namespaced) else {
+        return Ok(());
+    };
     let nsinfo = crate::registry::find("", "v1", "namespaces").expect("namespaces are served");
     let Some(e) = state.store.get(&key(nsinfo, None, ns)) else {
         return Err(ApiError::not_found("", "namespaces", ns));
@@ -440,9 +514,15 @@ async fn create(call: &mut Call<'_>) -> Result<Response, ApiError> {
         object::metadata_mut(&mut obj).remove("namespace");
     }
     admit_namespace(call.state, info, call.ns(), object::name(&obj))?;
-    let generate_name = object::meta_str(&obj, "generateName").filter(|g| !g.is_empty()).map(str::to_string);
+    let generate_name = object::meta_str(&obj, "generateName")
+        .filter(|g| !g.is_empty())
+        .map(str::to_string);
     let explicit_name = !object::name(&obj).is_empty();
-    let attempts = if explicit_name || generate_name.is_none() { 1 } else { 8 };
+    let attempts = if explicit_name || generate_name.is_none() {
+        1
+    } else {
+        8
+    };
     for attempt in 0..attempts {
         let mut candidate = obj.clone();
         if let (false, Some(g)) = (explicit_name, &generate_name) {
@@ -461,7 +541,12 @@ async fn create(call: &mut Call<'_>) -> Result<Response, ApiError> {
 
 /// Defaulting, admission, validation, allocation and the write itself; shared by HTTP
 /// creates and the server's own bootstrap objects.
-pub async fn create_object(state: &State, info: &ResourceInfo, mut obj: Value, dry_run: bool) -> Result<Value, ApiError> {
+pub async fn create_object(
+    state: &State,
+    info: &ResourceInfo,
+    mut obj: Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
     let name = object::name(&obj).to_string();
     policy::apply_defaults(info, &mut obj);
     prepare_for_create(info, &mut obj);
@@ -502,8 +587,17 @@ pub async fn create_object(state: &State, info: &ResourceInfo, mut obj: Value, d
 fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
     let m = object::metadata_mut(obj);
     m.insert("uid".into(), json!(object::new_uid()));
-    m.insert("creationTimestamp".into(), json!(object::timestamp(object::now())));
-    for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "generation"] {
+    m.insert(
+        "creationTimestamp".into(),
+        json!(object::timestamp(object::now())),
+    );
+    for f in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+        "generation",
+    ] {
         m.remove(f);
     }
     policy::prepare_for_create(info, obj);
@@ -526,7 +620,14 @@ fn prepare_for_update(info: &ResourceInfo, mode: Mode, new: Value, old: &Value) 
     };
     let old_meta = object::metadata(old).cloned().unwrap_or_default();
     let m = object::metadata_mut(&mut out);
-    for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name"] {
+    for f in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "namespace",
+        "name",
+    ] {
         match old_meta.get(f) {
             Some(v) => m.insert(f.into(), v.clone()),
             None => m.remove(f),
@@ -541,6 +642,26 @@ fn prepare_for_update(info: &ResourceInfo, mode: Mode, new: Value, old: &Value) 
     out
 }
 
+/// How an update is written.
+#[derive(Clone, Copy, Debug)]
+pub struct Write {
+    pub mode: Mode,
+    /// The resourceVersion the stored object must still have.
+    pub precondition: Option<u64>,
+    pub dry_run: bool,
+}
+
+impl Write {
+    /// A main-resource write conditional on `rv`, as controllers and bootstrap make.
+    pub fn main_at(rv: u64) -> Write {
+        Write {
+            mode: Mode::Main,
+            precondition: Some(rv),
+            dry_run: false,
+        }
+    }
+}
+
 /// The result of an update: the stored object, or `None` when the write completed a deletion
 /// (finalizers emptied on an object being deleted).
 pub async fn update_object(
@@ -549,10 +670,13 @@ pub async fn update_object(
     key_: &str,
     old: &Entry,
     requested: Value,
-    mode: Mode,
-    precondition: Option<u64>,
-    dry_run: bool,
+    how: Write,
 ) -> Result<Option<Value>, ApiError> {
+    let Write {
+        mode,
+        precondition,
+        dry_run,
+    } = how;
     let old_v = object::parse(&old.value);
     let name = object::name(&old_v).to_string();
     let mut new = prepare_for_update(info, mode, requested, &old_v);
@@ -576,7 +700,10 @@ pub async fn update_object(
     }
     // The last finalizer removed from an object being deleted completes its deletion.
     if object::is_deleting(&new) && object::finalizers(&new).is_empty() {
-        let r = state.store.delete(key_, precondition.or(Some(old.rv))).await;
+        let r = state
+            .store
+            .delete(key_, precondition.or(Some(old.rv)))
+            .await;
         return match r {
             Ok(e) => {
                 let v = object::parse(&e.value);
@@ -603,7 +730,8 @@ pub async fn update_object(
 }
 
 fn parse_rv(s: &str) -> Result<u64, ApiError> {
-    s.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {s:?}")))
+    s.parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {s:?}")))
 }
 
 async fn update(call: &mut Call<'_>, mode: Mode) -> Result<Response, ApiError> {
@@ -618,12 +746,14 @@ async fn update(call: &mut Call<'_>, mode: Mode) -> Result<Response, ApiError> {
             call.name()
         )));
     }
-    if let Some(n) = object::namespace(&new) {
-        if info.namespaced && !n.is_empty() && Some(n) != call.ns() {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
+    if let Some(n) = object::namespace(&new)
+        && info.namespaced
+        && !n.is_empty()
+        && Some(n) != call.ns()
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
     }
     let precondition = match object::meta_str(&new, "resourceVersion") {
         Some(rv) if !rv.is_empty() => Some(parse_rv(rv)?),
@@ -632,7 +762,10 @@ async fn update(call: &mut Call<'_>, mode: Mode) -> Result<Response, ApiError> {
     let key_ = call.key();
     let Some(old) = call.state.store.get(&key_) else {
         // Endpoints and events may be created by PUT, like upstream's AllowCreateOnUpdate.
-        if mode == Mode::Main && matches!(info.plural, "endpoints" | "events") && info.group.is_empty() {
+        if mode == Mode::Main
+            && matches!(info.plural, "endpoints" | "events")
+            && info.group.is_empty()
+        {
             let mut obj = new;
             object::metadata_mut(&mut obj).insert("name".into(), json!(call.name()));
             if let Some(ns) = call.ns() {
@@ -651,13 +784,32 @@ async fn update(call: &mut Call<'_>, mode: Mode) -> Result<Response, ApiError> {
                 info.group,
                 info.plural,
                 call.name(),
-                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", object::uid(&old_v)),
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    object::uid(&old_v)
+                ),
             ));
         }
     }
-    match update_object(call.state, info, &key_, &old, new, mode, precondition, dry_run).await? {
+    match update_object(
+        call.state,
+        info,
+        &key_,
+        &old,
+        new,
+        Write {
+            mode,
+            precondition,
+            dry_run,
+        },
+    )
+    .await?
+    {
         Some(v) => Ok(call.respond_value(StatusCode::OK, &v)),
-        None => Ok(json_response(StatusCode::OK, &success_status(info, call.name(), ""))),
+        None => Ok(json_response(
+            StatusCode::OK,
+            &success_status(info, call.name(), ""),
+        )),
     }
 }
 
@@ -682,15 +834,28 @@ fn patch_kind(content_type: &str) -> Result<PatchKind, ApiError> {
 
 /// Upstream answers 422 only where a well-formed patch cannot apply; 400 otherwise.
 fn patch_error(e: strategicpatch::PatchError) -> ApiError {
-    if e.is_unprocessable() { ApiError::new(422, "Invalid", e.to_string()) } else { ApiError::bad_request(e.to_string()) }
+    if e.is_unprocessable() {
+        ApiError::new(422, "Invalid", e.to_string())
+    } else {
+        ApiError::bad_request(e.to_string())
+    }
 }
 
-fn apply_patch(state: &State, info: &ResourceInfo, kind: PatchKind, current: &Value, patch: &Value) -> Result<Value, ApiError> {
+fn apply_patch(
+    state: &State,
+    info: &ResourceInfo,
+    kind: PatchKind,
+    current: &Value,
+    patch: &Value,
+) -> Result<Value, ApiError> {
     let bad = patch_error;
     match kind {
         PatchKind::Json => strategicpatch::json_patch(current, patch).map_err(bad),
         PatchKind::Merge => Ok(strategicpatch::merge_patch(current, patch)),
-        PatchKind::Strategic => strategicpatch::strategic_merge(current, patch, &*state.openapi, info.definition).map_err(bad),
+        PatchKind::Strategic => {
+            strategicpatch::strategic_merge(current, patch, &*state.openapi, info.definition)
+                .map_err(bad)
+        }
     }
 }
 
@@ -714,14 +879,37 @@ async fn patch(call: &mut Call<'_>, mode: Mode) -> Result<Response, ApiError> {
             Some(rv) if rv != cur.rv.to_string() => {
                 // A resourceVersion written by the patch itself is a precondition.
                 parse_rv(rv)?;
-                return Err(ApiError::conflict(info.group, info.plural, call.name(), CONFLICT_MODIFIED));
+                return Err(ApiError::conflict(
+                    info.group,
+                    info.plural,
+                    call.name(),
+                    CONFLICT_MODIFIED,
+                ));
             }
             _ => cur.rv,
         };
         let new = call.decode(info, patched)?;
-        match update_object(call.state, info, &key_, &cur, new, mode, Some(precondition), dry_run).await {
+        match update_object(
+            call.state,
+            info,
+            &key_,
+            &cur,
+            new,
+            Write {
+                mode,
+                precondition: Some(precondition),
+                dry_run,
+            },
+        )
+        .await
+        {
             Ok(Some(v)) => return Ok(call.respond_value(StatusCode::OK, &v)),
-            Ok(None) => return Ok(json_response(StatusCode::OK, &success_status(info, call.name(), ""))),
+            Ok(None) => {
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &success_status(info, call.name(), ""),
+                ));
+            }
             Err(e) if e.reason == "Conflict" => {
                 call.warnings.clear();
                 continue;
@@ -729,7 +917,12 @@ async fn patch(call: &mut Call<'_>, mode: Mode) -> Result<Response, ApiError> {
             Err(e) => return Err(e),
         }
     }
-    Err(ApiError::conflict(info.group, info.plural, call.name(), CONFLICT_MODIFIED))
+    Err(ApiError::conflict(
+        info.group,
+        info.plural,
+        call.name(),
+        CONFLICT_MODIFIED,
+    ))
 }
 
 /// `DeleteOptions` from the body and the query.
@@ -744,18 +937,33 @@ pub struct DeleteOptions {
 
 impl DeleteOptions {
     fn from_call(call: &Call<'_>) -> Result<DeleteOptions, ApiError> {
-        let mut o = DeleteOptions { dry_run: call.query.dry_run()?, ..Default::default() };
+        let mut o = DeleteOptions {
+            dry_run: call.query.dry_run()?,
+            ..Default::default()
+        };
         if !call.body.iter().all(u8::is_ascii_whitespace) {
             let v: Value = serde_json::from_slice(&call.body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?;
             o.grace_period = v.get("gracePeriodSeconds").and_then(Value::as_i64);
-            o.propagation = v.get("propagationPolicy").and_then(Value::as_str).map(str::to_string);
+            o.propagation = v
+                .get("propagationPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             if v.get("orphanDependents") == Some(&json!(true)) {
                 o.propagation = Some("Orphan".into());
             }
-            o.uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
-            o.rv = v.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
-            if v.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|x| x == "All")) {
+            o.uid = v
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            o.rv = v
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if v.get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|x| x == "All"))
+            {
                 o.dry_run = true;
             }
         }
@@ -768,19 +976,19 @@ impl DeleteOptions {
         if call.query.flag("orphanDependents") {
             o.propagation = Some("Orphan".into());
         }
-        if let Some(p) = &o.propagation {
-            if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
-                return Err(ApiError::invalid(
-                    "meta.k8s.io",
-                    "DeleteOptions",
-                    "",
-                    &[apimachinery::FieldError::not_supported(
-                        "propagationPolicy",
-                        p.as_str(),
-                        &["Foreground", "Background", "Orphan"],
-                    )],
-                ));
-            }
+        if let Some(p) = &o.propagation
+            && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+        {
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                "DeleteOptions",
+                "",
+                &[apimachinery::FieldError::not_supported(
+                    "propagationPolicy",
+                    p.as_str(),
+                    &["Foreground", "Background", "Orphan"],
+                )],
+            ));
         }
         if o.grace_period.is_some_and(|g| g < 0) {
             o.grace_period = Some(1);
@@ -797,35 +1005,50 @@ pub enum Deleted {
     Pending(Value),
 }
 
-pub async fn delete_one(state: &State, info: &ResourceInfo, key_: &str, name: &str, opts: &DeleteOptions) -> Result<Deleted, ApiError> {
+pub async fn delete_one(
+    state: &State,
+    info: &ResourceInfo,
+    key_: &str,
+    name: &str,
+    opts: &DeleteOptions,
+) -> Result<Deleted, ApiError> {
     for _ in 0..8 {
-        let cur = state.store.get(key_).ok_or_else(|| ApiError::not_found(info.group, info.plural, name))?;
+        let cur = state
+            .store
+            .get(key_)
+            .ok_or_else(|| ApiError::not_found(info.group, info.plural, name))?;
         let v = object::parse(&cur.value);
-        if let Some(uid) = &opts.uid {
-            if uid != object::uid(&v) {
-                return Err(ApiError::conflict(
-                    info.group,
-                    info.plural,
-                    name,
-                    &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", object::uid(&v)),
-                ));
-            }
+        if let Some(uid) = &opts.uid
+            && uid != object::uid(&v)
+        {
+            return Err(ApiError::conflict(
+                info.group,
+                info.plural,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    object::uid(&v)
+                ),
+            ));
         }
-        if let Some(rv) = &opts.rv {
-            if *rv != cur.rv.to_string() {
-                return Err(ApiError::conflict(
-                    info.group,
-                    info.plural,
-                    name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        cur.rv
-                    ),
-                ));
-            }
+        if let Some(rv) = &opts.rv
+            && *rv != cur.rv.to_string()
+        {
+            return Err(ApiError::conflict(
+                info.group,
+                info.plural,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    cur.rv
+                ),
+            ));
         }
-        if info.plural == "namespaces" && matches!(name, "default" | "kube-system" | "kube-public") {
-            return Err(ApiError::forbidden(format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted")));
+        if info.plural == "namespaces" && matches!(name, "default" | "kube-system" | "kube-public")
+        {
+            return Err(ApiError::forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            )));
         }
         let mut updated = v.clone();
         let mut pending = false;
@@ -833,19 +1056,34 @@ pub async fn delete_one(state: &State, info: &ResourceInfo, key_: &str, name: &s
         // Graceful pod deletion: a pod running on a node gets a deadline; its kubelet deletes
         // it once the containers stopped.
         if info.plural == "pods" && info.group.is_empty() {
-            let on_node = v.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-            let phase = v.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+            let on_node = v
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
+            let phase = v
+                .pointer("/status/phase")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let terminal = matches!(phase, "Succeeded" | "Failed");
-            let grace = opts
-                .grace_period
-                .unwrap_or_else(|| v.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30));
-            let current_grace = v.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+            let grace = opts.grace_period.unwrap_or_else(|| {
+                v.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(30)
+            });
+            let current_grace = v
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64);
             if on_node && !terminal && grace > 0 {
                 if current_grace.is_some_and(|c| c <= grace) {
                     return Ok(Deleted::Pending(v));
                 }
                 let m = object::metadata_mut(&mut updated);
-                m.insert("deletionTimestamp".into(), json!(object::timestamp(now + jiff::SignedDuration::from_secs(grace))));
+                m.insert(
+                    "deletionTimestamp".into(),
+                    json!(object::timestamp(
+                        now + jiff::SignedDuration::from_secs(grace)
+                    )),
+                );
                 m.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 pending = true;
             }
@@ -858,11 +1096,11 @@ pub async fn delete_one(state: &State, info: &ResourceInfo, key_: &str, name: &s
             "Orphan" => Some("orphan"),
             _ => None,
         };
-        if let Some(f) = finalizer {
-            if !object::is_deleting(&v) || !finalizers.iter().any(|x| x == f) {
-                finalizers.retain(|x| x != "foregroundDeletion" && x != "orphan");
-                finalizers.push(f.to_string());
-            }
+        if let Some(f) = finalizer
+            && (!object::is_deleting(&v) || !finalizers.iter().any(|x| x == f))
+        {
+            finalizers.retain(|x| x != "foregroundDeletion" && x != "orphan");
+            finalizers.push(f.to_string());
         }
         if info.plural == "namespaces" && info.group.is_empty() {
             updated["status"]["phase"] = json!("Terminating");
@@ -885,7 +1123,8 @@ pub async fn delete_one(state: &State, info: &ResourceInfo, key_: &str, name: &s
                 return Ok(Deleted::Pending(v));
             }
             if info.plural == "namespaces" && !object::is_deleting(&v) {
-                object::metadata_mut(&mut updated).insert("deletionTimestamp".into(), json!(object::timestamp(now)));
+                object::metadata_mut(&mut updated)
+                    .insert("deletionTimestamp".into(), json!(object::timestamp(now)));
             }
             if opts.dry_run {
                 return Ok(Deleted::Pending(updated));
@@ -909,7 +1148,12 @@ pub async fn delete_one(state: &State, info: &ResourceInfo, key_: &str, name: &s
             Err(e) => return Err(store_error(info, name, e)),
         }
     }
-    Err(ApiError::conflict(info.group, info.plural, name, CONFLICT_MODIFIED))
+    Err(ApiError::conflict(
+        info.group,
+        info.plural,
+        name,
+        CONFLICT_MODIFIED,
+    ))
 }
 
 /// Upstream returns the deleted object for these resources and a success Status for others.
@@ -922,8 +1166,13 @@ async fn delete(call: &mut Call<'_>) -> Result<Response, ApiError> {
     let opts = DeleteOptions::from_call(call)?;
     match delete_one(call.state, info, &call.key(), call.name(), &opts).await? {
         Deleted::Pending(v) => Ok(call.respond_value(StatusCode::ACCEPTED, &v)),
-        Deleted::Now(v) if returns_deleted_object(info) => Ok(call.respond_value(StatusCode::OK, &v)),
-        Deleted::Now(v) => Ok(json_response(StatusCode::OK, &success_status(info, call.name(), object::uid(&v)))),
+        Deleted::Now(v) if returns_deleted_object(info) => {
+            Ok(call.respond_value(StatusCode::OK, &v))
+        }
+        Deleted::Now(v) => Ok(json_response(
+            StatusCode::OK,
+            &success_status(info, call.name(), object::uid(&v)),
+        )),
     }
 }
 
@@ -955,7 +1204,13 @@ async fn delete_collection(call: &mut Call<'_>) -> Result<Response, ApiError> {
 fn scale_of(info: &ResourceInfo, obj: &Value) -> Value {
     let meta = object::metadata(obj).cloned().unwrap_or_default();
     let mut m = Map::new();
-    for f in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for f in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if let Some(v) = meta.get(f) {
             m.insert(f.into(), v.clone());
         }
@@ -991,45 +1246,83 @@ async fn update_scale(call: &mut Call<'_>) -> Result<Response, ApiError> {
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             // Scale is small and has no lists, so a strategic patch merges like a merge patch.
             match kind {
-                PatchKind::Json => strategicpatch::json_patch(&scale, &patch_body).map_err(patch_error)?,
-                PatchKind::Merge | PatchKind::Strategic => strategicpatch::merge_patch(&scale, &patch_body),
+                PatchKind::Json => {
+                    strategicpatch::json_patch(&scale, &patch_body).map_err(patch_error)?
+                }
+                PatchKind::Merge | PatchKind::Strategic => {
+                    strategicpatch::merge_patch(&scale, &patch_body)
+                }
             }
         } else {
             call.body_object()?
         };
-        let replicas = requested.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+        let replicas = requested
+            .pointer("/spec/replicas")
+            .cloned()
+            .unwrap_or(json!(0));
         let Some(replicas) = replicas.as_i64().filter(|r| *r <= i32::MAX as i64) else {
-            return Err(ApiError::bad_request(format!("Scale in version \"v1\" cannot be handled as a Scale: invalid spec.replicas {replicas}")));
+            return Err(ApiError::bad_request(format!(
+                "Scale in version \"v1\" cannot be handled as a Scale: invalid spec.replicas {replicas}"
+            )));
         };
         if replicas < 0 {
             return Err(ApiError::invalid(
                 "autoscaling",
                 "Scale",
                 call.name(),
-                &[apimachinery::FieldError::invalid("spec.replicas", replicas, "must be greater than or equal to 0")],
+                &[apimachinery::FieldError::invalid(
+                    "spec.replicas",
+                    replicas,
+                    "must be greater than or equal to 0",
+                )],
             ));
         }
-        let precondition = match requested.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+        let precondition = match requested
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+        {
             Some(rv) if !rv.is_empty() => Some(parse_rv(rv)?),
             _ => Some(cur.rv),
         };
         let mut new = cur_v.clone();
         new["spec"]["replicas"] = json!(replicas);
-        match update_object(call.state, info, &key_, &cur, new, Mode::Main, precondition, dry_run).await {
+        match update_object(
+            call.state,
+            info,
+            &key_,
+            &cur,
+            new,
+            Write {
+                mode: Mode::Main,
+                precondition,
+                dry_run,
+            },
+        )
+        .await
+        {
             Ok(Some(v)) => return Ok(json_response(StatusCode::OK, &scale_of(info, &v))),
             Ok(None) => return Err(call.not_found()),
             Err(e) if e.reason == "Conflict" && call.rr.verb == Verb::Patch => continue,
             Err(e) => return Err(e),
         }
     }
-    Err(ApiError::conflict(info.group, info.plural, call.name(), CONFLICT_MODIFIED))
+    Err(ApiError::conflict(
+        info.group,
+        info.plural,
+        call.name(),
+        CONFLICT_MODIFIED,
+    ))
 }
 
 /// `POST pods/<name>/binding`: the scheduler's way of assigning a node.
 async fn bind(call: &mut Call<'_>) -> Result<Response, ApiError> {
     let info = call.info();
     let body = call.body_object()?;
-    let node = body.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let node = body
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if node.is_empty() {
         return Err(ApiError::invalid(
             "",
@@ -1043,21 +1336,42 @@ async fn bind(call: &mut Call<'_>) -> Result<Response, ApiError> {
         let cur = call.current()?;
         let v = object::parse(&cur.value);
         if object::is_deleting(&v) {
-            return Err(ApiError::conflict("", "pods/binding", call.name(), &format!("pod {} is being deleted, cannot be assigned to a host", call.name())));
-        }
-        if let Some(existing) = v.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
             return Err(ApiError::conflict(
                 "",
                 "pods/binding",
                 call.name(),
-                &format!("pod {} is already assigned to node \"{existing}\"", call.name()),
+                &format!(
+                    "pod {} is being deleted, cannot be assigned to a host",
+                    call.name()
+                ),
+            ));
+        }
+        if let Some(existing) = v
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            return Err(ApiError::conflict(
+                "",
+                "pods/binding",
+                call.name(),
+                &format!(
+                    "pod {} is already assigned to node \"{existing}\"",
+                    call.name()
+                ),
             ));
         }
         let mut new = v.clone();
         new["spec"]["nodeName"] = json!(node);
         let now = object::timestamp(object::now());
-        let conditions = new["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        let mut conditions: Vec<Value> = conditions.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+        let conditions = new["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut conditions: Vec<Value> = conditions
+            .into_iter()
+            .filter(|c| c["type"] != "PodScheduled")
+            .collect();
         conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
         new["status"]["conditions"] = Value::Array(conditions);
         match call.state.store.update(&key_, Some(cur.rv), new).await {
@@ -1071,7 +1385,12 @@ async fn bind(call: &mut Call<'_>) -> Result<Response, ApiError> {
             Err(e) => return Err(store_error(info, call.name(), e)),
         }
     }
-    Err(ApiError::conflict("", "pods/binding", call.name(), CONFLICT_MODIFIED))
+    Err(ApiError::conflict(
+        "",
+        "pods/binding",
+        call.name(),
+        CONFLICT_MODIFIED,
+    ))
 }
 
 #[cfg(test)]
@@ -1081,16 +1400,26 @@ mod tests {
     #[test]
     fn unknown_fields_are_found_by_path() {
         let input = json!({"spec": {"replicas": 1, "bogus": {"x": 1}, "template": {"spec": {"containers": [{"name": "a", "imagePullPolice": "x"}]}}}, "extra": null});
-        let normalized = json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "a"}]}}}});
+        let normalized =
+            json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "a"}]}}}});
         let mut out = Vec::new();
         unknown_fields(&input, &normalized, "", &mut out);
-        assert_eq!(out, vec!["spec.bogus", "spec.template.spec.containers[0].imagePullPolice"]);
+        assert_eq!(
+            out,
+            vec![
+                "spec.bogus",
+                "spec.template.spec.containers[0].imagePullPolice"
+            ]
+        );
     }
 
     #[test]
     fn continue_tokens_round_trip_and_reject_garbage() {
         let t = encode_continue(42, "/registry/core/pods/default/x");
-        assert_eq!(decode_continue(&t).unwrap(), (42, "/registry/core/pods/default/x".to_string()));
+        assert_eq!(
+            decode_continue(&t).unwrap(),
+            (42, "/registry/core/pods/default/x".to_string())
+        );
         assert_eq!(decode_continue("not-a-token").unwrap_err().code, 400);
     }
 }

@@ -72,7 +72,10 @@ pub enum ServerError {
     #[error("TLS: {0}")]
     Tls(String),
     #[error("listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("configuration: {0}")]
     Config(String),
     #[error("bootstrap: {0}")]
@@ -103,10 +106,20 @@ impl ApiServer {
     /// every cluster has (namespaces, the `kubernetes` Service).
     pub async fn new(config: Config) -> Result<ApiServer, ServerError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Listen { addr: config.listen, source })?;
-        let port = listener.local_addr().map_err(|source| ServerError::Listen { addr: config.listen, source })?.port();
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| ServerError::Listen {
+                addr: config.listen,
+                source,
+            })?
+            .port();
         let mut sans = config.extra_sans.clone();
         if !config.listen.ip().is_unspecified() {
             sans.push(config.listen.ip());
@@ -123,12 +136,19 @@ impl ApiServer {
             Store::open_sqlite(&config.data_dir.join("state.db"))?
         };
         let mut allocators = Allocators {
-            cluster_ips: ClusterIpAllocator::new(&config.service_cidr).map_err(ServerError::Config)?,
-            node_ports: NodePortAllocator::new(&config.nodeport_range).map_err(ServerError::Config)?,
+            cluster_ips: ClusterIpAllocator::new(&config.service_cidr)
+                .map_err(ServerError::Config)?,
+            node_ports: NodePortAllocator::new(&config.nodeport_range)
+                .map_err(ServerError::Config)?,
         };
         let services = registry::find("", "v1", "services").expect("served");
         let (_, stored) = store.list(&object::prefix(services, None));
-        allocators.rebuild(&stored.iter().map(|e| object::parse(&e.value)).collect::<Vec<_>>());
+        allocators.rebuild(
+            &stored
+                .iter()
+                .map(|e| object::parse(&e.value))
+                .collect::<Vec<_>>(),
+        );
         let tls = Arc::new(tls_config(&pki)?);
         let state = Arc::new(State {
             config,
@@ -139,11 +159,17 @@ impl ApiServer {
             port,
         });
         bootstrap::run(&state).await?;
-        Ok(ApiServer { state, listener, tls })
+        Ok(ApiServer {
+            state,
+            listener,
+            tls,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or(self.state.config.listen)
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.config.listen)
     }
 
     pub fn state(&self) -> &Arc<State> {
@@ -153,8 +179,16 @@ impl ApiServer {
     /// A kubeconfig whose cluster, user and context are all named `name`.
     pub fn kubeconfig(&self, name: &str) -> String {
         let addr = self.local_addr();
-        let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
-        crate::kubeconfig::render(name, &format!("https://{host}:{}", addr.port()), &self.state.pki)
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            addr.ip().to_string()
+        };
+        crate::kubeconfig::render(
+            name,
+            &format!("https://{host}:{}", addr.port()),
+            &self.state.pki,
+        )
     }
 
     /// Serves until `shutdown` completes; in-flight requests are dropped with their connections.
@@ -178,7 +212,9 @@ impl ApiServer {
             let acceptor = acceptor.clone();
             let state = self.state.clone();
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
+                {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -186,13 +222,27 @@ impl ApiServer {
                     }
                     Err(_) => return,
                 };
-                let client_cert = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
-                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let state = state.clone();
-                    async move { Ok::<_, std::convert::Infallible>(dispatch(state, client_cert, req).await) }
-                });
-                let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-                if let Err(e) = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service).await {
+                let client_cert = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .is_some_and(|c| !c.is_empty());
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let state = state.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                dispatch(state, client_cert, req).await,
+                            )
+                        }
+                    });
+                let builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                if let Err(e) = builder
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await
+                {
                     tracing::debug!(%peer, error = %e, "connection ended");
                 }
             });
@@ -211,15 +261,20 @@ fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, ServerError> {
         .ok_or_else(|| ServerError::Tls("no private key in apiserver.key".into()))?;
     let mut roots = rustls::RootCertStore::empty();
     for ca in rustls_pemfile::certs(&mut pki.ca_cert_pem.as_bytes()) {
-        roots.add(ca.map_err(|e| tls_err(&e))?).map_err(|e| tls_err(&e))?;
+        roots
+            .add(ca.map_err(|e| tls_err(&e))?)
+            .map_err(|e| tls_err(&e))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     // Client certificates are optional at the TLS layer: a request without one may still
     // carry a bearer token, and health endpoints are public.
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| tls_err(&e))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| tls_err(&e))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_err(&e))?
@@ -231,19 +286,28 @@ fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, ServerError> {
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> String {
-    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version" | "/version/")
-        || path.starts_with("/healthz/")
+    matches!(
+        path,
+        "/healthz" | "/livez" | "/readyz" | "/version" | "/version/"
+    ) || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/")
 }
@@ -253,32 +317,69 @@ fn authenticated(state: &State, client_cert: bool, headers: &HeaderMap) -> bool 
         return true;
     }
     let auth = header_str(headers, header::AUTHORIZATION);
-    auth.strip_prefix("Bearer ").is_some_and(|t| constant_time_eq(t.trim().as_bytes(), state.pki.admin_token.as_bytes()))
+    auth.strip_prefix("Bearer ")
+        .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), state.pki.admin_token.as_bytes()))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn dispatch(state: Arc<State>, client_cert: bool, req: Request<hyper::body::Incoming>) -> Response {
+async fn dispatch(
+    state: Arc<State>,
+    client_cert: bool,
+    req: Request<hyper::body::Incoming>,
+) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     if !is_public(&path) && !authenticated(&state, client_cert, &parts.headers) {
         return error_response(&ApiError::unauthorized());
     }
-    let too_large = || error_response(&ApiError::too_large(format!("Request entity too large: limit is {MAX_BODY_BYTES}")));
-    if parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n > MAX_BODY_BYTES) {
+    let too_large = || {
+        error_response(&ApiError::too_large(format!(
+            "Request entity too large: limit is {MAX_BODY_BYTES}"
+        )))
+    };
+    if parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > MAX_BODY_BYTES)
+    {
         return too_large();
     }
-    let body = match http_body_util::Limited::new(body, MAX_BODY_BYTES).collect().await {
+    let body = match http_body_util::Limited::new(body, MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(),
-        Err(e) => return error_response(&ApiError::bad_request(format!("reading the request body: {e}"))),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return too_large();
+        }
+        Err(e) => {
+            return error_response(&ApiError::bad_request(format!(
+                "reading the request body: {e}"
+            )));
+        }
     };
     let query = Query::parse(parts.uri.query());
     let accept = header_str(&parts.headers, header::ACCEPT);
     let started = std::time::Instant::now();
-    let response = match route(&state, &parts.method, &path, query, accept, &parts.headers, body).await {
+    let response = match route(
+        &state,
+        &parts.method,
+        &path,
+        query,
+        accept,
+        &parts.headers,
+        body,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
@@ -299,7 +400,9 @@ async fn route(
     let segs: Vec<&str> = trimmed.trim_start_matches('/').split('/').collect();
     let get_only = || {
         if method != Method::GET {
-            Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({method})")))
+            Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({method})"
+            )))
         } else {
             Ok(())
         }
@@ -308,7 +411,10 @@ async fn route(
     let discovery_response = |v: serde_json::Value| {
         let mut r = json_response(StatusCode::OK, &v);
         if aggregated {
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
+            );
         }
         r
     };
@@ -332,7 +438,11 @@ async fn route(
         }
         ["apis"] => {
             get_only()?;
-            let v = if aggregated { discovery::aggregated(false) } else { discovery::api_group_list() };
+            let v = if aggregated {
+                discovery::aggregated(false)
+            } else {
+                discovery::api_group_list()
+            };
             return Ok(discovery_response(v));
         }
         ["api", version] => {
@@ -343,7 +453,9 @@ async fn route(
         }
         ["apis", group] => {
             get_only()?;
-            return discovery::api_group_document(group).map(|v| json_response(StatusCode::OK, &v)).ok_or_else(not_found);
+            return discovery::api_group_document(group)
+                .map(|v| json_response(StatusCode::OK, &v))
+                .ok_or_else(not_found);
         }
         ["apis", group, version] => {
             get_only()?;
@@ -357,35 +469,61 @@ async fn route(
         }
         ["openapi", "v3", rest @ ..] => {
             get_only()?;
-            let (doc, hash) = state.openapi.v3_document(&rest.join("/")).ok_or_else(not_found)?;
+            let (doc, hash) = state
+                .openapi
+                .v3_document(&rest.join("/"))
+                .ok_or_else(not_found)?;
             let mut r = rest::bytes_response(StatusCode::OK, doc);
             // Documents are addressed by hash, so a client may cache them for good.
             if query.get("hash") == Some(hash.as_str()) {
-                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+                r.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, immutable"),
+                );
             }
-            r.headers_mut().insert(header::ETAG, HeaderValue::from_str(&format!("\"{hash}\"")).unwrap_or(HeaderValue::from_static("\"\"")));
+            r.headers_mut().insert(
+                header::ETAG,
+                HeaderValue::from_str(&format!("\"{hash}\""))
+                    .unwrap_or(HeaderValue::from_static("\"\"")),
+            );
             return Ok(r);
         }
         ["openapi", "v2"] => {
             get_only()?;
             // kubectl asks for protobuf first and falls back to v3 documents; we only speak JSON.
-            if !accept.is_empty() && !accept.contains("application/json") && !accept.contains("*/*") {
-                return Err(ApiError::not_acceptable("only application/json is served for /openapi/v2"));
+            if !accept.is_empty() && !accept.contains("application/json") && !accept.contains("*/*")
+            {
+                return Err(ApiError::not_acceptable(
+                    "only application/json is served for /openapi/v2",
+                ));
             }
-            return Ok(rest::bytes_response(StatusCode::OK, state.openapi.v2_document()));
+            return Ok(rest::bytes_response(
+                StatusCode::OK,
+                state.openapi.v2_document(),
+            ));
         }
         _ => {}
     }
     let rr = request::parse(method, path, query.flag("watch"))?.ok_or_else(not_found)?;
     let content_type = header_str(headers, header::CONTENT_TYPE);
-    let mut call = Call { state, rr, query, accept, content_type, body, warnings: Vec::new() };
+    let mut call = Call {
+        state,
+        rr,
+        query,
+        accept,
+        content_type,
+        body,
+        warnings: Vec::new(),
+    };
     let result = rest::handle_with_warnings(&mut call).await;
     let mut response = match result {
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
     for w in &call.warnings {
-        if let Ok(v) = HeaderValue::from_str(&format!("299 - {}", serde_json::Value::String(w.clone()))) {
+        if let Ok(v) =
+            HeaderValue::from_str(&format!("299 - {}", serde_json::Value::String(w.clone())))
+        {
             response.headers_mut().append(header::WARNING, v);
         }
     }
@@ -393,7 +531,11 @@ async fn route(
 }
 
 fn not_found() -> ApiError {
-    ApiError::new(404, "NotFound", "the server could not find the requested resource")
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
 }
 
 fn version() -> serde_json::Value {

@@ -42,12 +42,16 @@ fn cluster_ips(svc: &Value) -> Vec<String> {
     let mut out: Vec<String> = svc
         .pointer("/spec/clusterIPs")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
-    if let Some(ip) = svc.pointer("/spec/clusterIP").and_then(Value::as_str) {
-        if !out.iter().any(|x| x == ip) {
-            out.push(ip.to_string());
-        }
+    if let Some(ip) = svc.pointer("/spec/clusterIP").and_then(Value::as_str)
+        && !out.iter().any(|x| x == ip)
+    {
+        out.push(ip.to_string());
     }
     out.retain(|ip| !ip.is_empty() && ip != "None");
     out
@@ -56,12 +60,20 @@ fn cluster_ips(svc: &Value) -> Vec<String> {
 fn node_ports(svc: &Value) -> Vec<i64> {
     svc.pointer("/spec/ports")
         .and_then(Value::as_array)
-        .map(|ports| ports.iter().filter_map(|p| p.get("nodePort").and_then(Value::as_i64)).filter(|p| *p != 0).collect())
+        .map(|ports| {
+            ports
+                .iter()
+                .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
+                .filter(|p| *p != 0)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn service_type(svc: &Value) -> &str {
-    svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP")
+    svc.pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
 }
 
 fn invalid(svc: &Value, errors: Vec<FieldError>) -> ApiError {
@@ -70,12 +82,26 @@ fn invalid(svc: &Value, errors: Vec<FieldError>) -> ApiError {
 
 /// Go's `[]string{"a", "b"}` rendering, which upstream uses for clusterIPs errors.
 fn go_string_slice(items: &[String]) -> String {
-    format!("[]string{{{}}}", items.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", "))
+    format!(
+        "[]string{{{}}}",
+        items
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// Assigns ClusterIPs and NodePorts to a Service being created (`old` = None) or updated.
-pub fn allocate(state: &State, svc: &mut Value, old: Option<&Value>) -> Result<Allocation, ApiError> {
-    let mut guard = state.allocators.lock().map_err(|_| ApiError::internal("allocator lock poisoned"))?;
+pub fn allocate(
+    state: &State,
+    svc: &mut Value,
+    old: Option<&Value>,
+) -> Result<Allocation, ApiError> {
+    let mut guard = state
+        .allocators
+        .lock()
+        .map_err(|_| ApiError::internal("allocator lock poisoned"))?;
     let allocs = &mut *guard;
     let mut a = Allocation::default();
     let result = allocate_locked(allocs, svc, old, &mut a);
@@ -85,7 +111,12 @@ pub fn allocate(state: &State, svc: &mut Value, old: Option<&Value>) -> Result<A
     result.map(|_| a)
 }
 
-fn allocate_locked(allocs: &mut Allocators, svc: &mut Value, old: Option<&Value>, a: &mut Allocation) -> Result<(), ApiError> {
+fn allocate_locked(
+    allocs: &mut Allocators,
+    svc: &mut Value,
+    old: Option<&Value>,
+    a: &mut Allocation,
+) -> Result<(), ApiError> {
     let ty = service_type(svc).to_string();
     let old_ips = old.map(cluster_ips).unwrap_or_default();
     let requested: Vec<String> = cluster_ips(svc);
@@ -94,7 +125,13 @@ fn allocate_locked(allocs: &mut Allocators, svc: &mut Value, old: Option<&Value>
     // ClusterIP: immutable once set, except that ExternalName services have none.
     if ty == "ExternalName" {
         if !requested.is_empty() && requested != old_ips {
-            return Err(invalid(svc, vec![FieldError::forbidden("spec.clusterIPs", "may not be set for ExternalName services")]));
+            return Err(invalid(
+                svc,
+                vec![FieldError::forbidden(
+                    "spec.clusterIPs",
+                    "may not be set for ExternalName services",
+                )],
+            ));
         }
         if let Some(spec) = svc.get_mut("spec").and_then(Value::as_object_mut) {
             spec.remove("clusterIP");
@@ -107,7 +144,12 @@ fn allocate_locked(allocs: &mut Allocators, svc: &mut Value, old: Option<&Value>
         if !requested.is_empty() && requested != old_ips {
             return Err(invalid(
                 svc,
-                vec![FieldError::new(FieldErrorKind::Invalid, "spec.clusterIPs[0]", Some(json!(requested[0])), "may not change once set")],
+                vec![FieldError::new(
+                    FieldErrorKind::Invalid,
+                    "spec.clusterIPs[0]",
+                    Some(json!(requested[0])),
+                    "may not change once set",
+                )],
             ));
         }
         svc["spec"]["clusterIP"] = json!(old_ips[0]);
@@ -120,7 +162,12 @@ fn allocate_locked(allocs: &mut Allocators, svc: &mut Value, old: Option<&Value>
             };
             invalid(
                 svc,
-                vec![FieldError::new(FieldErrorKind::Invalid, "spec.clusterIPs", None, format!("{}: {detail}", go_string_slice(&requested)))],
+                vec![FieldError::new(
+                    FieldErrorKind::Invalid,
+                    "spec.clusterIPs",
+                    None,
+                    format!("{}: {detail}", go_string_slice(&requested)),
+                )],
             )
         })?;
         a.new_ips.push(ip.clone());
@@ -153,11 +200,17 @@ fn allocate_locked(allocs: &mut Allocators, svc: &mut Value, old: Option<&Value>
     let wants_node_ports = matches!(ty.as_str(), "NodePort" | "LoadBalancer");
     let mut kept: Vec<i64> = Vec::new();
     let mut errors = Vec::new();
-    let port_count = svc.pointer("/spec/ports").and_then(Value::as_array).map_or(0, Vec::len);
+    let port_count = svc
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     let mut seen: Vec<i64> = Vec::new();
     for i in 0..port_count {
         let field = format!("spec.ports[{i}].nodePort");
-        let requested = svc["spec"]["ports"][i].get("nodePort").and_then(Value::as_i64).filter(|p| *p != 0);
+        let requested = svc["spec"]["ports"][i]
+            .get("nodePort")
+            .and_then(Value::as_i64)
+            .filter(|p| *p != 0);
         if !wants_node_ports {
             if let Some(p) = requested {
                 if old_ports.contains(&p) && old.is_some() {
@@ -167,7 +220,10 @@ fn allocate_locked(allocs: &mut Allocators, svc: &mut Value, old: Option<&Value>
                     }
                     continue;
                 }
-                errors.push(FieldError::forbidden(field, format!("may not be used when `type` is '{ty}'")));
+                errors.push(FieldError::forbidden(
+                    field,
+                    format!("may not be used when `type` is '{ty}'"),
+                ));
             }
             continue;
         }
@@ -191,17 +247,27 @@ fn allocate_locked(allocs: &mut Allocators, svc: &mut Value, old: Option<&Value>
                     a.new_ports.push(p);
                     svc["spec"]["ports"][i]["nodePort"] = json!(p);
                 }
-                Err(e) => return Err(ApiError::internal(format!("failed to allocate a nodePort: {e}"))),
+                Err(e) => {
+                    return Err(ApiError::internal(format!(
+                        "failed to allocate a nodePort: {e}"
+                    )));
+                }
             },
         }
     }
     if !errors.is_empty() {
         return Err(invalid(svc, errors));
     }
-    a.freed_ports = old_ports.into_iter().filter(|p| !kept.contains(p)).collect();
+    a.freed_ports = old_ports
+        .into_iter()
+        .filter(|p| !kept.contains(p))
+        .collect();
     if a.freed_ips.is_empty() {
         let now_ips = cluster_ips(svc);
-        a.freed_ips = old_ips.into_iter().filter(|ip| !now_ips.contains(ip)).collect();
+        a.freed_ips = old_ips
+            .into_iter()
+            .filter(|ip| !now_ips.contains(ip))
+            .collect();
     }
     Ok(())
 }

@@ -23,11 +23,35 @@ pub fn wants_table(accept: &str, query: &Query) -> Option<IncludeObject> {
     })
 }
 
-pub fn table(info: &ResourceInfo, objects: &[Value], include: IncludeObject, list_metadata: Value) -> Value {
-    printers::table(info.group, info.plural, objects, jiff::Timestamp::now(), include, list_metadata)
+pub fn table(
+    info: &ResourceInfo,
+    objects: &[Value],
+    include: IncludeObject,
+    list_metadata: Value,
+) -> Value {
+    printers::table(
+        info.group,
+        info.plural,
+        objects,
+        jiff::Timestamp::now(),
+        include,
+        list_metadata,
+    )
 }
 
 /// A Table without column definitions: every watch event after the first.
-pub fn table_without_headers(info: &ResourceInfo, objects: &[Value], include: IncludeObject, list_metadata: Value) -> Value {
-    printers::table_without_headers(info.group, info.plural, objects, jiff::Timestamp::now(), include, list_metadata)
+pub fn table_without_headers(
+    info: &ResourceInfo,
+    objects: &[Value],
+    include: IncludeObject,
+    list_metadata: Value,
+) -> Value {
+    printers::table_without_headers(
+        info.group,
+        info.plural,
+        objects,
+        jiff::Timestamp::now(),
+        include,
+        list_metadata,
+    )
 }

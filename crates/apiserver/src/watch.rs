@@ -47,10 +47,17 @@ impl Encoder {
             }
             Format::Table(include) => {
                 let obj = object::parse(value);
-                let rv = object::meta_str(&obj, "resourceVersion").unwrap_or("").to_string();
+                let rv = object::meta_str(&obj, "resourceVersion")
+                    .unwrap_or("")
+                    .to_string();
                 let meta = json!({"resourceVersion": rv});
                 let t = if self.sent_columns {
-                    tables::table_without_headers(self.info, std::slice::from_ref(&obj), include, meta)
+                    tables::table_without_headers(
+                        self.info,
+                        std::slice::from_ref(&obj),
+                        include,
+                        meta,
+                    )
                 } else {
                     tables::table(self.info, std::slice::from_ref(&obj), include, meta)
                 };
@@ -80,12 +87,20 @@ fn line(v: &Value) -> Bytes {
 
 fn streaming_response(rx: mpsc::Receiver<Bytes>) -> Response {
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<Bytes, std::convert::Infallible>(b), rx))
+        rx.recv()
+            .await
+            .map(|b| (Ok::<Bytes, std::convert::Infallible>(b), rx))
     });
     let mut r = Response::new(Body::from_stream(stream));
     *r.status_mut() = StatusCode::OK;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     r
 }
 
@@ -99,22 +114,34 @@ pub async fn watch(call: &Call<'_>) -> Result<Response, ApiError> {
     };
     let bookmarks = call.query.flag("allowWatchBookmarks") && matches!(format, Format::Json);
     let send_initial = call.query.get("sendInitialEvents") == Some("true");
-    let timeout = call.query.int("timeoutSeconds")?.filter(|t| *t > 0).map(|t| t as u64).unwrap_or(1800);
+    let timeout = call
+        .query
+        .int("timeoutSeconds")?
+        .filter(|t| *t > 0)
+        .map(|t| t as u64)
+        .unwrap_or(1800);
     let prefix = object::prefix(info, call.rr.namespace.as_deref());
     let rv_param = call.query.get("resourceVersion").map(str::to_string);
 
-    let mut encoder = Encoder { info, format, sent_columns: false };
+    let mut encoder = Encoder {
+        info,
+        format,
+        sent_columns: false,
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     // Initial state, and the watcher that continues exactly after it.
     let (initial, list_rv, watcher) = match rv_param.as_deref() {
         Some(rv) if rv != "0" && !send_initial => {
-            let after: u64 = rv
-                .parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?} for watch")))?;
+            let after: u64 = rv.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid resourceVersion {rv:?} for watch"))
+            })?;
             match state.store.watch(&prefix, Some(after)) {
                 Ok(w) => (Vec::new(), after, w),
                 Err(StoreError::TooOld { requested, oldest }) => {
-                    let status = ApiError::expired(format!("too old resource version: {requested} ({oldest})")).to_status();
+                    let status = ApiError::expired(format!(
+                        "too old resource version: {requested} ({oldest})"
+                    ))
+                    .to_status();
                     let _ = tx.try_send(line(&json!({"type": "ERROR", "object": status})));
                     drop(tx);
                     return Ok(streaming_response(rx));
@@ -124,7 +151,10 @@ pub async fn watch(call: &Call<'_>) -> Result<Response, ApiError> {
         }
         _ => {
             let (rv, entries) = state.store.list(&prefix);
-            let w = state.store.watch(&prefix, Some(rv)).map_err(|e| ApiError::internal(e.to_string()))?;
+            let w = state
+                .store
+                .watch(&prefix, Some(rv))
+                .map_err(|e| ApiError::internal(e.to_string()))?;
             let initial: Vec<Bytes> = entries
                 .into_iter()
                 .filter(|e| selector.key_matches(&e.key) && selector.matches(&e.value))
@@ -170,11 +200,10 @@ pub async fn watch(call: &Call<'_>) -> Result<Response, ApiError> {
                     }
                 }
                 _ = ticker.tick(), if bookmarks => {
-                    if let Some(rv) = watcher.bookmark() {
-                        if tx.send(encoder.bookmark(rv, false)).await.is_err() {
+                    if let Some(rv) = watcher.bookmark()
+                        && tx.send(encoder.bookmark(rv, false)).await.is_err() {
                             break;
                         }
-                    }
                 }
                 _ = &mut deadline => break,
                 _ = tx.closed() => break,
@@ -200,8 +229,16 @@ impl Selector {
         let info = call.rr.info;
         let ns = call.rr.namespace.as_deref();
         // A pinned name narrows to one key only where the key is fully known.
-        let pinned = inner.pinned_name().filter(|_| ns.is_some() || !info.namespaced).map(str::to_string);
-        let exact_key = call.rr.name.clone().or(pinned).map(|n| object::key(info, ns, &n));
+        let pinned = inner
+            .pinned_name()
+            .filter(|_| ns.is_some() || !info.namespaced)
+            .map(str::to_string);
+        let exact_key = call
+            .rr
+            .name
+            .clone()
+            .or(pinned)
+            .map(|n| object::key(info, ns, &n));
         Ok(Selector { inner, exact_key })
     }
 

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "kubelab", version, about = "A Kubernetes networking lab in one binary")]
+#[command(
+    name = "kubelab",
+    version,
+    about = "A Kubernetes networking lab in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,7 +48,8 @@ struct ServerArgs {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KUBELAB_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("KUBELAB_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -58,7 +63,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
     }
@@ -70,7 +78,9 @@ async fn server(args: ServerArgs) -> Result<ExitCode> {
     config.service_cidr = args.service_cidr;
     config.nodeport_range = args.nodeport_range;
     config.advertise_address = args.advertise_address;
-    let server = apiserver::ApiServer::new(config).await.context("starting the API server")?;
+    let server = apiserver::ApiServer::new(config)
+        .await
+        .context("starting the API server")?;
     if let Some(path) = &args.write_kubeconfig {
         write_private(path, &server.kubeconfig("kubelab"))
             .with_context(|| format!("writing kubeconfig {}", path.display()))?;
@@ -88,7 +98,12 @@ fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> 
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(contents.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)

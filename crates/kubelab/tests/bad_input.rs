@@ -41,7 +41,11 @@ impl Msg {
             Msg::Prefix(p) => got.starts_with(p),
             Msg::Around(p, s) => got.starts_with(p) && got.ends_with(s),
         };
-        if ok { Ok(()) } else { Err(format!("message {got:?}, want {self:?}")) }
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("message {got:?}, want {self:?}"))
+        }
     }
 }
 
@@ -81,8 +85,22 @@ fn deployment(name: &str, selector: &str, template_label: &str) -> Value {
 fn baseline() -> Vec<(&'static str, &'static str, Value)> {
     vec![
         (CM, "keep", configmap("keep")),
-        (SVC, "np-owner", service("np-owner", json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}))),
-        (SVC, "ip-owner", service("ip-owner", json!({"clusterIP": "10.96.0.50", "ports": [{"port": 80}]}))),
+        (
+            SVC,
+            "np-owner",
+            service(
+                "np-owner",
+                json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}),
+            ),
+        ),
+        (
+            SVC,
+            "ip-owner",
+            service(
+                "ip-owner",
+                json!({"clusterIP": "10.96.0.50", "ports": [{"port": 80}]}),
+            ),
+        ),
         (DEPLOY, "web", deployment("web", "web", "web")),
     ]
 }
@@ -101,19 +119,39 @@ fn store_baseline(api: &ApiClient) -> Vec<Value> {
 /// The server still answers and every baseline object is exactly as it was stored.
 fn assert_survived(api: &ApiClient, stored: &[Value]) {
     let ready = api.get("/readyz");
-    assert_eq!((ready.status, ready.text().as_str()), (200, "ok"), "/readyz after bad input");
+    assert_eq!(
+        (ready.status, ready.text().as_str()),
+        (200, "ok"),
+        "/readyz after bad input"
+    );
     let healthz = api.get("/healthz");
     assert_eq!(healthz.status, 200, "/healthz after bad input");
     for ((collection, name, _), before) in baseline().iter().zip(stored) {
         let now = api.get(&format!("{collection}/{name}"));
-        assert_eq!(now.status, 200, "{name} is gone after bad input: {}", now.text());
-        assert_eq!(&now.json(), before, "{name} changed although every write to it was rejected");
+        assert_eq!(
+            now.status,
+            200,
+            "{name} is gone after bad input: {}",
+            now.text()
+        );
+        assert_eq!(
+            &now.json(),
+            before,
+            "{name} changed although every write to it was rejected"
+        );
     }
     let list = api.get(CM);
     assert_eq!(list.status, 200, "{}", list.text());
-    let names: Vec<String> =
-        list.json()["items"].as_array().expect("items").iter().map(|i| i["metadata"]["name"].as_str().unwrap_or("").to_string()).collect();
-    assert!(names.iter().any(|n| n == "keep"), "list of configmaps lost `keep`: {names:?}");
+    let names: Vec<String> = list.json()["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "keep"),
+        "list of configmaps lost `keep`: {names:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -143,7 +181,12 @@ struct HttpCase {
     details: Option<(&'static str, &'static str)>,
 }
 
-fn case(what: &'static str, method: &'static str, path: impl Into<String>, body: Option<Value>) -> HttpCase {
+fn case(
+    what: &'static str,
+    method: &'static str,
+    path: impl Into<String>,
+    body: Option<Value>,
+) -> HttpCase {
     HttpCase {
         what,
         method,
@@ -192,23 +235,38 @@ fn check_status(c: &HttpCase, r: &HttpReply) -> Vec<String> {
         diffs.push(format!("HTTP {}, want {}", r.status, c.code));
     }
     if !r.content_type.starts_with("application/json") {
-        diffs.push(format!("Content-Type {:?}, want application/json", r.content_type));
+        diffs.push(format!(
+            "Content-Type {:?}, want application/json",
+            r.content_type
+        ));
     }
     let Ok(s) = serde_json::from_slice::<Value>(&r.body) else {
         diffs.push(format!("body is not JSON: {:?}", r.text()));
         return diffs;
     };
-    for (field, want) in [("kind", json!("Status")), ("apiVersion", json!("v1")), ("status", json!("Failure")), ("code", json!(c.code)), ("reason", json!(c.reason))] {
+    for (field, want) in [
+        ("kind", json!("Status")),
+        ("apiVersion", json!("v1")),
+        ("status", json!("Failure")),
+        ("code", json!(c.code)),
+        ("reason", json!(c.reason)),
+    ] {
         if s[field] != want {
             diffs.push(format!("{field} {}, want {want}", s[field]));
         }
     }
-    if let Err(e) = c.message.check(s["message"].as_str().unwrap_or("<no message>")) {
+    if let Err(e) = c
+        .message
+        .check(s["message"].as_str().unwrap_or("<no message>"))
+    {
         diffs.push(e);
     }
     if let Some((kind, name)) = c.details {
         if s["details"]["kind"] != kind || s["details"]["name"] != name {
-            diffs.push(format!("details {}, want kind {kind:?} name {name:?}", s["details"]));
+            diffs.push(format!(
+                "details {}, want kind {kind:?} name {name:?}",
+                s["details"]
+            ));
         }
     }
     if !c.causes.is_empty() {
@@ -216,11 +274,20 @@ fn check_status(c: &HttpCase, r: &HttpReply) -> Vec<String> {
             .as_array()
             .map(|a| {
                 a.iter()
-                    .map(|x| (x["field"].as_str().unwrap_or("").to_string(), x["reason"].as_str().unwrap_or("").to_string()))
+                    .map(|x| {
+                        (
+                            x["field"].as_str().unwrap_or("").to_string(),
+                            x["reason"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
-        let want: Vec<(String, String)> = c.causes.iter().map(|(f, r)| (f.to_string(), r.to_string())).collect();
+        let want: Vec<(String, String)> = c
+            .causes
+            .iter()
+            .map(|(f, r)| (f.to_string(), r.to_string()))
+            .collect();
         if got != want {
             diffs.push(format!("causes {got:?}, want {want:?}"));
         }
@@ -229,7 +296,10 @@ fn check_status(c: &HttpCase, r: &HttpReply) -> Vec<String> {
 }
 
 fn http_cases() -> Vec<HttpCase> {
-    let mut big_port = service("big-port", json!({"ports": [{"port": 70000, "targetPort": 80}]}));
+    let mut big_port = service(
+        "big-port",
+        json!({"ports": [{"port": 70000, "targetPort": 80}]}),
+    );
     big_port["spec"]["type"] = json!("ClusterIP");
     let mut strict = deployment("strict", "strict", "strict");
     strict["spec"]["foo"] = json!("bar");
@@ -370,17 +440,31 @@ fn raw_http_bad_input_gets_upstream_status_objects() {
         let r = match client.try_send(c.method, &c.path, c.content_type, c.body.clone()) {
             Ok(r) => r,
             Err(e) => {
-                failures.push(format!("{} ({} {}): no answer: {e}", c.what, c.method, c.path));
+                failures.push(format!(
+                    "{} ({} {}): no answer: {e}",
+                    c.what, c.method, c.path
+                ));
                 continue;
             }
         };
         let diffs = if c.code == 201 {
-            if r.status == 201 { Vec::new() } else { vec![format!("HTTP {}, want 201: {}", r.status, short(&r.text()))] }
+            if r.status == 201 {
+                Vec::new()
+            } else {
+                vec![format!("HTTP {}, want 201: {}", r.status, short(&r.text()))]
+            }
         } else {
             check_status(&c, &r)
         };
         if !diffs.is_empty() {
-            failures.push(format!("{} ({} {}):\n    {}\n    body: {}", c.what, c.method, c.path, diffs.join("\n    "), short(&r.text())));
+            failures.push(format!(
+                "{} ({} {}):\n    {}\n    body: {}",
+                c.what,
+                c.method,
+                c.path,
+                diffs.join("\n    "),
+                short(&r.text())
+            ));
         }
     }
     // Rejected Services gave back what they were allocated: the same nodePort and clusterIP
@@ -392,7 +476,11 @@ fn raw_http_bad_input_gets_upstream_status_objects() {
         &service("bad-and-np", json!({"type": "NodePort", "ports": [{"port": 70000, "targetPort": 80, "nodePort": 30200}], "clusterIP": "10.96.0.60"})),
     );
     if after_invalid.status != 422 {
-        reuse.push(format!("an invalid NodePort Service got HTTP {}: {}", after_invalid.status, short(&after_invalid.text())));
+        reuse.push(format!(
+            "an invalid NodePort Service got HTTP {}: {}",
+            after_invalid.status,
+            short(&after_invalid.text())
+        ));
     }
     let good = admin.send_json(
         "POST",
@@ -400,18 +488,39 @@ fn raw_http_bad_input_gets_upstream_status_objects() {
         &service("good-np", json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30200}], "clusterIP": "10.96.0.60"})),
     );
     if good.status != 201 {
-        reuse.push(format!("nodePort 30200 / clusterIP 10.96.0.60 leaked by a rejected Service: HTTP {}: {}", good.status, short(&good.text())));
+        reuse.push(format!(
+            "nodePort 30200 / clusterIP 10.96.0.60 leaked by a rejected Service: HTTP {}: {}",
+            good.status,
+            short(&good.text())
+        ));
     }
     failures.extend(reuse);
     // Nothing a rejected request named was stored.
-    for (collection, name) in [(CM, "Bad_Name"), (SVC, "second-np"), (SVC, "ip-taken"), (SVC, "far-np"), (DEPLOY, "mismatch"), (DEPLOY, "strict"), (CM, "too-big")] {
+    for (collection, name) in [
+        (CM, "Bad_Name"),
+        (SVC, "second-np"),
+        (SVC, "ip-taken"),
+        (SVC, "far-np"),
+        (DEPLOY, "mismatch"),
+        (DEPLOY, "strict"),
+        (CM, "too-big"),
+    ] {
         let r = admin.get(&format!("{collection}/{name}"));
         if r.status != 404 {
-            failures.push(format!("rejected object {name} is stored anyway (GET answered {})", r.status));
+            failures.push(format!(
+                "rejected object {name} is stored anyway (GET answered {})",
+                r.status
+            ));
         }
     }
     assert_survived(&admin, &stored);
-    assert!(failures.is_empty(), "{} of the bad inputs got a non-upstream answer:\n\n{}\n\nserver log tail:\n{}", failures.len(), failures.join("\n\n"), log_tail(&s));
+    assert!(
+        failures.is_empty(),
+        "{} of the bad inputs got a non-upstream answer:\n\n{}\n\nserver log tail:\n{}",
+        failures.len(),
+        failures.join("\n\n"),
+        log_tail(&s)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -433,68 +542,112 @@ fn kubectl_cases() -> Vec<KubectlCase> {
         KubectlCase {
             what: "ConfigMap with an invalid name",
             args: create,
-            stdin: yaml("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\ndata:\n  a: \"1\"\n"),
-            line: Msg::Exact(leak(format!("The ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": {DNS1123_SUBDOMAIN}"))),
+            stdin: yaml(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\ndata:\n  a: \"1\"\n",
+            ),
+            line: Msg::Exact(leak(format!(
+                "The ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": {DNS1123_SUBDOMAIN}"
+            ))),
         },
         KubectlCase {
             what: "Service with an invalid name",
             args: create,
-            stdin: yaml("apiVersion: v1\nkind: Service\nmetadata:\n  name: Web\nspec:\n  selector:\n    app: nginx\n  ports:\n  - port: 80\n"),
-            line: Msg::Exact(leak(format!("The Service \"Web\" is invalid: metadata.name: Invalid value: \"Web\": {DNS1035_LABEL}"))),
+            stdin: yaml(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: Web\nspec:\n  selector:\n    app: nginx\n  ports:\n  - port: 80\n",
+            ),
+            line: Msg::Exact(leak(format!(
+                "The Service \"Web\" is invalid: metadata.name: Invalid value: \"Web\": {DNS1035_LABEL}"
+            ))),
         },
         KubectlCase {
             what: "Service port 70000",
             args: create,
-            stdin: yaml("apiVersion: v1\nkind: Service\nmetadata:\n  name: big-port\nspec:\n  selector:\n    app: nginx\n  ports:\n  - port: 70000\n    targetPort: 80\n"),
-            line: Msg::Exact("The Service \"big-port\" is invalid: spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive"),
+            stdin: yaml(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: big-port\nspec:\n  selector:\n    app: nginx\n  ports:\n  - port: 70000\n    targetPort: 80\n",
+            ),
+            line: Msg::Exact(
+                "The Service \"big-port\" is invalid: spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive",
+            ),
         },
         KubectlCase {
             what: "Deployment whose selector does not match its template",
             args: create,
-            stdin: yaml("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: mismatch\nspec:\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: other\n    spec:\n      containers:\n      - name: nginx\n        image: nginx\n"),
-            line: Msg::Exact("The Deployment \"mismatch\" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`"),
+            stdin: yaml(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: mismatch\nspec:\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: other\n    spec:\n      containers:\n      - name: nginx\n        image: nginx\n",
+            ),
+            line: Msg::Exact(
+                "The Deployment \"mismatch\" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`",
+            ),
         },
         KubectlCase {
             what: "unknown field (kubectl validates strictly by default)",
             args: create,
-            stdin: yaml("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: strict\nspec:\n  foo: bar\n  selector:\n    matchLabels:\n      app: strict\n  template:\n    metadata:\n      labels:\n        app: strict\n    spec:\n      containers:\n      - name: nginx\n        image: nginx\n"),
-            line: Msg::Exact("Error from server (BadRequest): error when creating \"STDIN\": Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.foo\""),
+            stdin: yaml(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: strict\nspec:\n  foo: bar\n  selector:\n    matchLabels:\n      app: strict\n  template:\n    metadata:\n      labels:\n        app: strict\n    spec:\n      containers:\n      - name: nginx\n        image: nginx\n",
+            ),
+            line: Msg::Exact(
+                "Error from server (BadRequest): error when creating \"STDIN\": Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.foo\"",
+            ),
         },
         KubectlCase {
             what: "a field of the wrong type",
             args: create,
-            stdin: yaml("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: wrong-type\nspec:\n  replicas: three\n  selector:\n    matchLabels:\n      app: wrong-type\n  template:\n    metadata:\n      labels:\n        app: wrong-type\n    spec:\n      containers:\n      - name: nginx\n        image: nginx\n"),
-            line: Msg::Prefix("Error from server (BadRequest): error when creating \"STDIN\": Deployment in version \"v1\" cannot be handled as a Deployment: "),
+            stdin: yaml(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: wrong-type\nspec:\n  replicas: three\n  selector:\n    matchLabels:\n      app: wrong-type\n  template:\n    metadata:\n      labels:\n        app: wrong-type\n    spec:\n      containers:\n      - name: nginx\n        image: nginx\n",
+            ),
+            line: Msg::Prefix(
+                "Error from server (BadRequest): error when creating \"STDIN\": Deployment in version \"v1\" cannot be handled as a Deployment: ",
+            ),
         },
         KubectlCase {
             what: "second Service with the same nodePort",
             args: create,
-            stdin: yaml("apiVersion: v1\nkind: Service\nmetadata:\n  name: second-np\nspec:\n  type: NodePort\n  selector:\n    app: nginx\n  ports:\n  - port: 80\n    nodePort: 30080\n"),
-            line: Msg::Exact("The Service \"second-np\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"),
+            stdin: yaml(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: second-np\nspec:\n  type: NodePort\n  selector:\n    app: nginx\n  ports:\n  - port: 80\n    nodePort: 30080\n",
+            ),
+            line: Msg::Exact(
+                "The Service \"second-np\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated",
+            ),
         },
         KubectlCase {
             what: "nodePort outside the range",
             args: create,
-            stdin: yaml("apiVersion: v1\nkind: Service\nmetadata:\n  name: far-np\nspec:\n  type: NodePort\n  selector:\n    app: nginx\n  ports:\n  - port: 80\n    nodePort: 40000\n"),
-            line: Msg::Exact("The Service \"far-np\" is invalid: spec.ports[0].nodePort: Invalid value: 40000: provided port is not in the valid range. The range of valid ports is 30000-32767"),
+            stdin: yaml(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: far-np\nspec:\n  type: NodePort\n  selector:\n    app: nginx\n  ports:\n  - port: 80\n    nodePort: 40000\n",
+            ),
+            line: Msg::Exact(
+                "The Service \"far-np\" is invalid: spec.ports[0].nodePort: Invalid value: 40000: provided port is not in the valid range. The range of valid ports is 30000-32767",
+            ),
         },
         KubectlCase {
             what: "clusterIP already allocated",
             args: create,
-            stdin: yaml("apiVersion: v1\nkind: Service\nmetadata:\n  name: ip-taken\nspec:\n  clusterIP: 10.96.0.50\n  selector:\n    app: nginx\n  ports:\n  - port: 80\n"),
-            line: Msg::Exact("The Service \"ip-taken\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.96.0.50\"}: failed to allocate IP 10.96.0.50: provided IP is already allocated"),
+            stdin: yaml(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: ip-taken\nspec:\n  clusterIP: 10.96.0.50\n  selector:\n    app: nginx\n  ports:\n  - port: 80\n",
+            ),
+            line: Msg::Exact(
+                "The Service \"ip-taken\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.96.0.50\"}: failed to allocate IP 10.96.0.50: provided IP is already allocated",
+            ),
         },
         KubectlCase {
             what: "clusterIP outside the service range",
             args: create,
-            stdin: yaml("apiVersion: v1\nkind: Service\nmetadata:\n  name: ip-outside\nspec:\n  clusterIP: 10.0.0.5\n  selector:\n    app: nginx\n  ports:\n  - port: 80\n"),
-            line: Msg::Exact("The Service \"ip-outside\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.0.0.5\"}: failed to allocate IP 10.0.0.5: the provided IP (10.0.0.5) is not in the valid range. The range of valid IPs is 10.96.0.0/12"),
+            stdin: yaml(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: ip-outside\nspec:\n  clusterIP: 10.0.0.5\n  selector:\n    app: nginx\n  ports:\n  - port: 80\n",
+            ),
+            line: Msg::Exact(
+                "The Service \"ip-outside\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.0.0.5\"}: failed to allocate IP 10.0.0.5: the provided IP (10.0.0.5) is not in the valid range. The range of valid IPs is 10.96.0.0/12",
+            ),
         },
         KubectlCase {
             what: "create of an existing name",
             args: create,
-            stdin: yaml("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\ndata:\n  a: \"1\"\n"),
-            line: Msg::Exact("Error from server (AlreadyExists): error when creating \"STDIN\": configmaps \"keep\" already exists"),
+            stdin: yaml(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\ndata:\n  a: \"1\"\n",
+            ),
+            line: Msg::Exact(
+                "Error from server (AlreadyExists): error when creating \"STDIN\": configmaps \"keep\" already exists",
+            ),
         },
         KubectlCase {
             what: "get of a missing object",
@@ -505,8 +658,12 @@ fn kubectl_cases() -> Vec<KubectlCase> {
         KubectlCase {
             what: "replace with a stale resourceVersion",
             args: &["replace", "-f", "-"],
-            stdin: yaml("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n  resourceVersion: \"1\"\ndata:\n  a: changed\n"),
-            line: Msg::Exact(leak(format!("Error from server (Conflict): error when replacing \"STDIN\": Operation cannot be fulfilled on configmaps \"keep\": {CONFLICT_TAIL}"))),
+            stdin: yaml(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n  resourceVersion: \"1\"\ndata:\n  a: changed\n",
+            ),
+            line: Msg::Exact(leak(format!(
+                "Error from server (Conflict): error when replacing \"STDIN\": Operation cannot be fulfilled on configmaps \"keep\": {CONFLICT_TAIL}"
+            ))),
         },
         KubectlCase {
             what: "delete of a missing object",
@@ -527,12 +684,23 @@ fn kubectl_prints_upstream_errors_for_bad_manifests() {
         let out = s.kubectl_stdin(c.args, &c.stdin);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         if out.status.success() {
-            failures.push(format!("{}: kubectl {} succeeded, printed {:?}", c.what, c.args.join(" "), String::from_utf8_lossy(&out.stdout)));
+            failures.push(format!(
+                "{}: kubectl {} succeeded, printed {:?}",
+                c.what,
+                c.args.join(" "),
+                String::from_utf8_lossy(&out.stdout)
+            ));
             continue;
         }
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         if !lines.iter().any(|l| c.line.check(l).is_ok()) {
-            failures.push(format!("{}: kubectl {} printed:\n    {}\n  want the line {:?}", c.what, c.args.join(" "), lines.join("\n    "), c.line));
+            failures.push(format!(
+                "{}: kubectl {} printed:\n    {}\n  want the line {:?}",
+                c.what,
+                c.args.join(" "),
+                lines.join("\n    "),
+                c.line
+            ));
         }
     }
     // The Service and the ConfigMap a user made before are still there, unchanged.
@@ -548,13 +716,30 @@ fn kubectl_prints_upstream_errors_for_bad_manifests() {
             failures.push(format!("rejected service {name} is stored anyway"));
         }
     }
-    assert_eq!(s.ok(&["get", "configmap", "keep", "-o", "jsonpath={.data.a}"]), "1");
+    assert_eq!(
+        s.ok(&["get", "configmap", "keep", "-o", "jsonpath={.data.a}"]),
+        "1"
+    );
     assert_survived(&admin, &stored);
-    assert!(failures.is_empty(), "{} kubectl errors differ from upstream's:\n\n{}\n\nserver log tail:\n{}", failures.len(), failures.join("\n\n"), log_tail(&s));
+    assert!(
+        failures.is_empty(),
+        "{} kubectl errors differ from upstream's:\n\n{}\n\nserver log tail:\n{}",
+        failures.len(),
+        failures.join("\n\n"),
+        log_tail(&s)
+    );
 }
 
 fn short(s: &str) -> String {
-    if s.len() > 600 { format!("{}... ({} bytes)", s.chars().take(600).collect::<String>(), s.len()) } else { s.to_string() }
+    if s.len() > 600 {
+        format!(
+            "{}... ({} bytes)",
+            s.chars().take(600).collect::<String>(),
+            s.len()
+        )
+    } else {
+        s.to_string()
+    }
 }
 
 fn log_tail(s: &TestServer) -> String {

@@ -35,7 +35,12 @@ fn rv_of(v: &Value) -> u64 {
 
 /// Writers create ConfigMaps until `stop`, recording every acknowledged one; errors (the
 /// server being killed under them) end nothing but that one request.
-fn start_writers(api: &ApiClient, cycle: usize, stop: &Arc<AtomicBool>, acked: &Arc<Mutex<Vec<Acked>>>) -> Vec<thread::JoinHandle<usize>> {
+fn start_writers(
+    api: &ApiClient,
+    cycle: usize,
+    stop: &Arc<AtomicBool>,
+    acked: &Arc<Mutex<Vec<Acked>>>,
+) -> Vec<thread::JoinHandle<usize>> {
     (0..WRITERS)
         .map(|w| {
             let api = api.clone();
@@ -77,16 +82,41 @@ fn assert_all_acked_present(api: &ApiClient, acked: &[Acked], cycle: usize) {
         .iter()
         .map(|i| (i["metadata"]["name"].as_str().unwrap_or("").to_string(), i))
         .collect();
-    let missing: Vec<&str> = acked.iter().filter(|a| !stored.contains_key(&a.name)).map(|a| a.name.as_str()).collect();
-    assert!(missing.is_empty(), "cycle {cycle}: {} of {} acknowledged creates lost after SIGKILL: {:?}", missing.len(), acked.len(), &missing[..missing.len().min(20)]);
+    let missing: Vec<&str> = acked
+        .iter()
+        .filter(|a| !stored.contains_key(&a.name))
+        .map(|a| a.name.as_str())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "cycle {cycle}: {} of {} acknowledged creates lost after SIGKILL: {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(20)]
+    );
     for a in acked {
         let item = stored[&a.name];
-        assert_eq!(item["data"]["payload"], a.payload, "cycle {cycle}: {} has other data after restart", a.name);
-        assert_eq!(rv_of(item), a.rv, "cycle {cycle}: {} has another resourceVersion after restart", a.name);
+        assert_eq!(
+            item["data"]["payload"], a.payload,
+            "cycle {cycle}: {} has other data after restart",
+            a.name
+        );
+        assert_eq!(
+            rv_of(item),
+            a.rv,
+            "cycle {cycle}: {} has another resourceVersion after restart",
+            a.name
+        );
     }
-    let list_rv: u64 = list["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok()).expect("list resourceVersion");
+    let list_rv: u64 = list["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("list resourceVersion");
     let max_acked = acked.iter().map(|a| a.rv).max().unwrap_or(0);
-    assert!(list_rv >= max_acked, "cycle {cycle}: list resourceVersion {list_rv} is below acknowledged {max_acked}");
+    assert!(
+        list_rv >= max_acked,
+        "cycle {cycle}: list resourceVersion {list_rv} is below acknowledged {max_acked}"
+    );
 }
 
 /// A watch from `from_rv` (taken before the crash) either resumes — every acknowledged create
@@ -99,26 +129,55 @@ fn assert_watch_resumes_or_expires(api: &ApiClient, from_rv: u64, acked: &[Acked
     let mut added: HashMap<String, u64> = HashMap::new();
     let mut first = true;
     for line in BufReader::new(resp).lines() {
-        assert!(Instant::now() < deadline, "watch did not end after timeoutSeconds");
+        assert!(
+            Instant::now() < deadline,
+            "watch did not end after timeoutSeconds"
+        );
         let line = line.expect("watch stream");
         if line.trim().is_empty() {
             continue;
         }
-        let ev: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("watch line is not JSON ({e}): {line}"));
+        let ev: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("watch line is not JSON ({e}): {line}"));
         if ev["type"] == "ERROR" {
             assert!(first, "ERROR after events: {line}");
-            assert_eq!((ev["object"]["code"].as_u64(), ev["object"]["reason"].as_str()), (Some(410), Some("Expired")), "{line}");
+            assert_eq!(
+                (
+                    ev["object"]["code"].as_u64(),
+                    ev["object"]["reason"].as_str()
+                ),
+                (Some(410), Some("Expired")),
+                "{line}"
+            );
             return;
         }
         first = false;
         let rv = rv_of(&ev["object"]);
-        assert!(rv > from_rv, "watch from {from_rv} sent an event of revision {rv}: {line}");
+        assert!(
+            rv > from_rv,
+            "watch from {from_rv} sent an event of revision {rv}: {line}"
+        );
         if ev["type"] == "ADDED" {
-            added.insert(ev["object"]["metadata"]["name"].as_str().unwrap_or("").to_string(), rv);
+            added.insert(
+                ev["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                rv,
+            );
         }
     }
-    let missed: Vec<&str> = acked.iter().filter(|a| a.rv > from_rv && !added.contains_key(&a.name)).map(|a| a.name.as_str()).collect();
-    assert!(missed.is_empty(), "watch resumed from {from_rv} but silently missed {} acknowledged creates: {:?}", missed.len(), &missed[..missed.len().min(20)]);
+    let missed: Vec<&str> = acked
+        .iter()
+        .filter(|a| a.rv > from_rv && !added.contains_key(&a.name))
+        .map(|a| a.name.as_str())
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "watch resumed from {from_rv} but silently missed {} acknowledged creates: {:?}",
+        missed.len(),
+        &missed[..missed.len().min(20)]
+    );
 }
 
 #[test]
@@ -134,9 +193,16 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
         // Crash while the writers are mid-request.
         server.kill();
         stop.store(true, Ordering::Relaxed);
-        let attempts: usize = writers.into_iter().map(|w| w.join().expect("writer thread")).sum();
+        let attempts: usize = writers
+            .into_iter()
+            .map(|w| w.join().expect("writer thread"))
+            .sum();
         let this_cycle = acked.lock().expect("acked").clone();
-        assert!(this_cycle.len() > 20, "cycle {cycle}: only {} of {attempts} creates acknowledged before the kill", this_cycle.len());
+        assert!(
+            this_cycle.len() > 20,
+            "cycle {cycle}: only {} of {attempts} creates acknowledged before the kill",
+            this_cycle.len()
+        );
         // A revision from the middle of the cycle, for the watch after the restart.
         let mut revs: Vec<u64> = this_cycle.iter().map(|a| a.rv).collect();
         revs.sort_unstable();
@@ -157,7 +223,14 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
         );
         assert_eq!(probe.status, 201, "{}", probe.text());
         let probe_rv = rv_of(&probe.json());
-        assert!(probe_rv > max_acked, "cycle {cycle}: first write after restart got revision {probe_rv}, not above acknowledged {max_acked}");
-        eprintln!("cycle {cycle}: {} acknowledged of {attempts} attempts; {} acknowledged in all", revs.len(), all_acked.len());
+        assert!(
+            probe_rv > max_acked,
+            "cycle {cycle}: first write after restart got revision {probe_rv}, not above acknowledged {max_acked}"
+        );
+        eprintln!(
+            "cycle {cycle}: {} acknowledged of {attempts} attempts; {} acknowledged in all",
+            revs.len(),
+            all_acked.len()
+        );
     }
 }

@@ -49,7 +49,14 @@ const COMMON_PATHS: &[&str] = &[
 fn targets(server: &TestServer) -> Vec<Target> {
     // The course's own manifests, turned into JSON by kubectl itself.
     let from_fixture = |name: &str| -> Value {
-        let out = server.ok(&["create", "--dry-run=client", "-o", "json", "-f", &fixture_str(name)]);
+        let out = server.ok(&[
+            "create",
+            "--dry-run=client",
+            "-o",
+            "json",
+            "-f",
+            &fixture_str(name),
+        ]);
         serde_json::from_str(&out).expect("kubectl -o json")
     };
     vec![
@@ -100,7 +107,13 @@ fn targets(server: &TestServer) -> Vec<Target> {
         Target {
             collection: "/api/v1/namespaces/default/services",
             base: from_fixture("cluster.yaml"),
-            interesting: &["/spec/ports/0/port", "/spec/ports/0/targetPort", "/spec/clusterIP", "/spec/type", "/spec/selector/app"],
+            interesting: &[
+                "/spec/ports/0/port",
+                "/spec/ports/0/targetPort",
+                "/spec/clusterIP",
+                "/spec/type",
+                "/spec/selector/app",
+            ],
         },
         Target {
             collection: "/api/v1/namespaces/default/pods",
@@ -132,7 +145,13 @@ fn targets(server: &TestServer) -> Vec<Target> {
                 "metadata": {"name": "settings", "labels": {"app": "nginx"}},
                 "data": {"color": "blue", "size": "3"},
             }),
-            interesting: &["/data", "/data/color", "/binaryData", "/binaryData/x", "/immutable"],
+            interesting: &[
+                "/data",
+                "/data/color",
+                "/binaryData",
+                "/binaryData/x",
+                "/immutable",
+            ],
         },
     ]
 }
@@ -165,7 +184,8 @@ fn any_number() -> impl Strategy<Value = Value> {
         (29_990i64..32_800).prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f).map(Value::Number)),
+        any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f)
+            .map(Value::Number)),
         prop::sample::select(vec![
             json!(0),
             json!(65535),
@@ -207,7 +227,8 @@ fn any_json() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(5, 48, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec((any_key(), inner), 0..6).prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            prop::collection::vec((any_key(), inner), 0..6)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
         ]
     })
 }
@@ -223,8 +244,14 @@ impl Raw {
     fn render(&self) -> String {
         match self {
             Raw::Text(t) => t.to_string(),
-            Raw::Nested { depth, objects: false } => format!("{}1{}", "[".repeat(*depth), "]".repeat(*depth)),
-            Raw::Nested { depth, objects: true } => format!("{}1{}", "{\"a\":".repeat(*depth), "}".repeat(*depth)),
+            Raw::Nested {
+                depth,
+                objects: false,
+            } => format!("{}1{}", "[".repeat(*depth), "]".repeat(*depth)),
+            Raw::Nested {
+                depth,
+                objects: true,
+            } => format!("{}1{}", "{\"a\":".repeat(*depth), "}".repeat(*depth)),
         }
     }
 }
@@ -232,11 +259,26 @@ impl Raw {
 fn any_raw() -> impl Strategy<Value = Raw> {
     prop_oneof![
         prop::sample::select(vec![
-            "1e400", "-1e400", "18446744073709551616", "-9223372036854775809", "1.0e-400", "00", "0x10",
-            "NaN", "Infinity", "-", "\"\\ud800\"", "\"\\u0000\"", "tru", "[1,]", "{\"a\":1,}", "\"unterminated",
+            "1e400",
+            "-1e400",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "1.0e-400",
+            "00",
+            "0x10",
+            "NaN",
+            "Infinity",
+            "-",
+            "\"\\ud800\"",
+            "\"\\u0000\"",
+            "tru",
+            "[1,]",
+            "{\"a\":1,}",
+            "\"unterminated",
         ])
         .prop_map(Raw::Text),
-        (1usize..200_000, any::<bool>()).prop_map(|(depth, objects)| Raw::Nested { depth, objects }),
+        (1usize..200_000, any::<bool>())
+            .prop_map(|(depth, objects)| Raw::Nested { depth, objects }),
     ]
 }
 
@@ -278,9 +320,14 @@ fn any_mutation() -> impl Strategy<Value = Mutation> {
 /// Mutations that make big bodies: huge arrays and maps, deep nesting (up to ~3 MiB).
 fn big_mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
-        (any::<Index>(), 1_000usize..60_000, any_json()).prop_map(|(i, n, v)| Mutation::HugeArray(i, n, v)),
+        (any::<Index>(), 1_000usize..60_000, any_json())
+            .prop_map(|(i, n, v)| Mutation::HugeArray(i, n, v)),
         (any::<Index>(), 1_000usize..60_000).prop_map(|(i, n)| Mutation::HugeMap(i, n)),
-        (any::<Index>(), (1_000usize..1_500_000, any::<bool>()).prop_map(|(depth, objects)| Raw::Nested { depth, objects }))
+        (
+            any::<Index>(),
+            (1_000usize..1_500_000, any::<bool>())
+                .prop_map(|(depth, objects)| Raw::Nested { depth, objects })
+        )
             .prop_map(|(i, r)| Mutation::Raw(i, r)),
     ]
 }
@@ -301,7 +348,11 @@ fn any_json_patch() -> impl Strategy<Value = Value> {
         4 => prop::sample::select(vec!["add", "remove", "replace", "move", "copy", "test"]).prop_map(str::to_string),
         1 => "[a-z]{0,6}",
     ];
-    prop::collection::vec((op, pointer.clone(), pointer, any_json(), any::<u8>()), 0..5).prop_map(|ops| {
+    prop::collection::vec(
+        (op, pointer.clone(), pointer, any_json(), any::<u8>()),
+        0..5,
+    )
+    .prop_map(|ops| {
         Value::Array(
             ops.into_iter()
                 .map(|(op, path, from, value, shape)| {
@@ -340,7 +391,11 @@ fn pointers(v: &Value) -> Vec<String> {
         match v {
             Value::Object(m) => {
                 for (k, x) in m {
-                    walk(x, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out);
+                    walk(
+                        x,
+                        format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")),
+                        out,
+                    );
                 }
             }
             Value::Array(a) => {
@@ -369,7 +424,10 @@ fn set(doc: &mut Value, pointer: &str, value: Value) {
         return;
     }
     let mut cur = doc;
-    let tokens: Vec<String> = pointer[1..].split('/').map(|t| t.replace("~1", "/").replace("~0", "~")).collect();
+    let tokens: Vec<String> = pointer[1..]
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect();
     for (i, t) in tokens.iter().enumerate() {
         let last = i + 1 == tokens.len();
         if cur.is_null() {
@@ -399,16 +457,18 @@ fn set(doc: &mut Value, pointer: &str, value: Value) {
 }
 
 fn remove(doc: &mut Value, pointer: &str) {
-    let Some((parent, last)) = split(pointer) else { return };
+    let Some((parent, last)) = split(pointer) else {
+        return;
+    };
     match doc.pointer_mut(parent) {
         Some(Value::Object(m)) => {
             m.shift_remove(&last);
         }
         Some(Value::Array(a)) => {
-            if let Ok(n) = last.parse::<usize>() {
-                if n < a.len() {
-                    a.remove(n);
-                }
+            if let Ok(n) = last.parse::<usize>()
+                && n < a.len()
+            {
+                a.remove(n);
             }
         }
         _ => {}
@@ -425,7 +485,8 @@ struct Doc {
 impl Doc {
     fn placeholder(&mut self, text: String) -> Value {
         let p = format!("\u{1}RAW{}", self.raw.len());
-        self.raw.push((serde_json::to_string(&p).unwrap_or_default(), text));
+        self.raw
+            .push((serde_json::to_string(&p).unwrap_or_default(), text));
         Value::String(p)
     }
 
@@ -440,21 +501,28 @@ impl Doc {
             Mutation::Drop(i) => remove(&mut self.value, &pick(i)),
             Mutation::DuplicateKey(i, other) => {
                 let p = pick(i);
-                let Some(Value::Object(obj)) = self.value.pointer(&p).cloned() else { return };
-                let Some((k, v)) = obj.iter().next().map(|(k, v)| (k.clone(), v.clone())) else { return };
+                let Some(Value::Object(obj)) = self.value.pointer(&p).cloned() else {
+                    return;
+                };
+                let Some((k, v)) = obj.iter().next().map(|(k, v)| (k.clone(), v.clone())) else {
+                    return;
+                };
                 // A placeholder key, swapped for the real key in the text: `{"k":..,"k":..}`.
                 let key_placeholder = format!("\u{1}DUP{}", self.raw.len());
-                self.raw.push((serde_json::to_string(&key_placeholder).unwrap_or_default(), serde_json::to_string(&k).unwrap_or_default()));
+                self.raw.push((
+                    serde_json::to_string(&key_placeholder).unwrap_or_default(),
+                    serde_json::to_string(&k).unwrap_or_default(),
+                ));
                 if let Some(Value::Object(target)) = self.value.pointer_mut(&p) {
                     target.insert(key_placeholder, other.clone().unwrap_or(v));
                 }
             }
             Mutation::DuplicateElement(i) => {
                 let p = pick(i);
-                if let Some(Value::Array(a)) = self.value.pointer_mut(&p) {
-                    if let Some(first) = a.first().cloned() {
-                        a.push(first);
-                    }
+                if let Some(Value::Array(a)) = self.value.pointer_mut(&p)
+                    && let Some(first) = a.first().cloned()
+                {
+                    a.push(first);
                 }
             }
             Mutation::Retype(i, v) => set(&mut self.value, &pick(i), v.clone()),
@@ -464,9 +532,18 @@ impl Doc {
                 let numeric: Vec<&str> = interesting
                     .iter()
                     .copied()
-                    .filter(|p| p.contains("ort") || p.contains("eplicas") || p.contains("Seconds") || p.contains("Limit"))
+                    .filter(|p| {
+                        p.contains("ort")
+                            || p.contains("eplicas")
+                            || p.contains("Seconds")
+                            || p.contains("Limit")
+                    })
                     .collect();
-                let p = if numeric.is_empty() { pick(i) } else { numeric[i.index(numeric.len())].to_string() };
+                let p = if numeric.is_empty() {
+                    pick(i)
+                } else {
+                    numeric[i.index(numeric.len())].to_string()
+                };
                 set(&mut self.value, &p, v.clone());
             }
             Mutation::Raw(i, r) => {
@@ -475,15 +552,30 @@ impl Doc {
                 set(&mut self.value, &p, v);
             }
             Mutation::Name(n) => set(&mut self.value, "/metadata/name", json!(n)),
-            Mutation::Label(k, v) => set(&mut self.value, &format!("/metadata/labels/{}", k.replace('~', "~0").replace('/', "~1")), json!(v)),
+            Mutation::Label(k, v) => set(
+                &mut self.value,
+                &format!(
+                    "/metadata/labels/{}",
+                    k.replace('~', "~0").replace('/', "~1")
+                ),
+                json!(v),
+            ),
             Mutation::HugeArray(i, n, element) => {
                 let p = pick(i);
                 set(&mut self.value, &p, Value::Array(vec![element.clone(); *n]));
             }
             Mutation::HugeMap(i, n) => {
-                let maps = ["/metadata/labels", "/metadata/annotations", "/data", "/spec/selector", "/spec/template/metadata/labels"];
+                let maps = [
+                    "/metadata/labels",
+                    "/metadata/annotations",
+                    "/data",
+                    "/spec/selector",
+                    "/spec/template/metadata/labels",
+                ];
                 let p = maps[i.index(maps.len())];
-                let m: Map<String, Value> = (0..*n).map(|k| (format!("key-{k}"), json!(format!("value-{k}")))).collect();
+                let m: Map<String, Value> = (0..*n)
+                    .map(|k| (format!("key-{k}"), json!(format!("value-{k}"))))
+                    .collect();
                 set(&mut self.value, p, Value::Object(m));
             }
         }
@@ -505,14 +597,22 @@ impl Doc {
 /// Upstream's contract for any answer: below 500; a JSON object; a failure is a `Status`
 /// whose code is the HTTP status; a body over 3 MiB is refused with 413.
 fn check(what: &str, sent: usize, r: &HttpReply) -> Result<(), String> {
-    let fail = |why: String| Err(format!("{what}: {why}; HTTP {}; body: {}", r.status, short(&r.text())));
+    let fail = |why: String| {
+        Err(format!(
+            "{what}: {why}; HTTP {}; body: {}",
+            r.status,
+            short(&r.text())
+        ))
+    };
     if r.status >= 500 {
         return fail("server error".into());
     }
     if sent > MAX_BODY && r.status != 413 {
         return fail(format!("a {sent}-byte body was not refused with 413"));
     }
-    let Ok(v) = serde_json::from_slice::<Value>(&r.body) else { return fail("answer is not JSON".into()) };
+    let Ok(v) = serde_json::from_slice::<Value>(&r.body) else {
+        return fail("answer is not JSON".into());
+    };
     if !v.is_object() {
         return fail("answer is not a JSON object".into());
     }
@@ -533,7 +633,15 @@ fn check(what: &str, sent: usize, r: &HttpReply) -> Result<(), String> {
 }
 
 fn short(s: &str) -> String {
-    if s.len() > 400 { format!("{}... ({} bytes)", s.chars().take(400).collect::<String>(), s.len()) } else { s.to_string() }
+    if s.len() > 400 {
+        format!(
+            "{}... ({} bytes)",
+            s.chars().take(400).collect::<String>(),
+            s.len()
+        )
+    } else {
+        s.to_string()
+    }
 }
 
 /// The test's one server and what it needs between cases.
@@ -546,14 +654,27 @@ struct Harness {
 }
 
 impl Harness {
-    fn send(&self, what: &str, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> Result<HttpReply, TestCaseError> {
+    fn send(
+        &self,
+        what: &str,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<HttpReply, TestCaseError> {
         self.requests.set(self.requests.get() + 1);
         let sent = body.len();
         let r = self
             .api
             .try_send(method, path, Some(content_type), Some(body))
-            .map_err(|e| TestCaseError::fail(format!("{what}: no answer ({e}); server log:\n{}", self.log_tail())))?;
-        check(what, sent, &r).map_err(|e| TestCaseError::fail(format!("{e}\nserver log:\n{}", self.log_tail())))?;
+            .map_err(|e| {
+                TestCaseError::fail(format!(
+                    "{what}: no answer ({e}); server log:\n{}",
+                    self.log_tail()
+                ))
+            })?;
+        check(what, sent, &r)
+            .map_err(|e| TestCaseError::fail(format!("{e}\nserver log:\n{}", self.log_tail())))?;
         Ok(r)
     }
 
@@ -566,12 +687,22 @@ impl Harness {
     /// The server process runs and answers /healthz.
     fn alive(&self) -> TestCaseResult {
         if !self.server.borrow_mut().is_running() {
-            return Err(TestCaseError::fail(format!("the server process died; log:\n{}", self.log_tail())));
+            return Err(TestCaseError::fail(format!(
+                "the server process died; log:\n{}",
+                self.log_tail()
+            )));
         }
         match self.api.try_send("GET", "/healthz", None, None) {
             Ok(r) if r.status == 200 && r.body == b"ok" => Ok(()),
-            Ok(r) => Err(TestCaseError::fail(format!("/healthz answered {}: {}", r.status, r.text()))),
-            Err(e) => Err(TestCaseError::fail(format!("/healthz: no answer ({e}); log:\n{}", self.log_tail()))),
+            Ok(r) => Err(TestCaseError::fail(format!(
+                "/healthz answered {}: {}",
+                r.status,
+                r.text()
+            ))),
+            Err(e) => Err(TestCaseError::fail(format!(
+                "/healthz: no answer ({e}); log:\n{}",
+                self.log_tail()
+            ))),
         }
     }
 
@@ -583,7 +714,12 @@ impl Harness {
             return;
         }
         if current.status == 200 {
-            let d = self.api.send("DELETE", &format!("{path}?gracePeriodSeconds=0"), None, None);
+            let d = self.api.send(
+                "DELETE",
+                &format!("{path}?gracePeriodSeconds=0"),
+                None,
+                None,
+            );
             assert!(d.status < 300, "deleting {path}: {}", d.text());
             // Pods and objects with finalizers may linger; strip finalizers and wait.
             let _ = self.api.send(
@@ -592,7 +728,9 @@ impl Harness {
                 Some("application/merge-patch+json"),
                 Some(br#"{"metadata":{"finalizers":null}}"#.to_vec()),
             );
-            let gone = support::eventually(std::time::Duration::from_secs(10), || (self.api.get(&path).status == 404).then_some(()));
+            let gone = support::eventually(std::time::Duration::from_secs(10), || {
+                (self.api.get(&path).status == 404).then_some(())
+            });
             assert!(gone.is_some(), "{path} was not deleted");
         }
         let mut obj = t.base.clone();
@@ -610,21 +748,54 @@ impl Harness {
 
     /// POSTs a body to the target's collection, PUTs it onto the existing object and PATCHes
     /// it with all three patch types; checks every answer and that the server lives.
-    fn exercise(&self, t: &Target, create_body: Vec<u8>, update_body: Vec<u8>, json_patch: Vec<u8>) -> TestCaseResult {
+    fn exercise(
+        &self,
+        t: &Target,
+        create_body: Vec<u8>,
+        update_body: Vec<u8>,
+        json_patch: Vec<u8>,
+    ) -> TestCaseResult {
         self.reset_target(t, false);
         let item = format!("{}/{EXISTING}", t.collection);
-        self.send("POST", "POST", t.collection, "application/json", create_body)?;
+        self.send(
+            "POST",
+            "POST",
+            t.collection,
+            "application/json",
+            create_body,
+        )?;
         self.send("PUT", "PUT", &item, "application/json", update_body.clone())?;
-        self.send("merge PATCH", "PATCH", &item, "application/merge-patch+json", update_body.clone())?;
-        self.send("strategic PATCH", "PATCH", &item, "application/strategic-merge-patch+json", update_body)?;
-        self.send("JSON PATCH", "PATCH", &item, "application/json-patch+json", json_patch)?;
+        self.send(
+            "merge PATCH",
+            "PATCH",
+            &item,
+            "application/merge-patch+json",
+            update_body.clone(),
+        )?;
+        self.send(
+            "strategic PATCH",
+            "PATCH",
+            &item,
+            "application/strategic-merge-patch+json",
+            update_body,
+        )?;
+        self.send(
+            "JSON PATCH",
+            "PATCH",
+            &item,
+            "application/json-patch+json",
+            json_patch,
+        )?;
         self.alive()
     }
 
     /// The mutated manifest for create (unique name) and for update (the existing name),
     /// unless a mutation set the name itself.
     fn bodies(&self, t: &Target, mutations: &[Mutation]) -> (Vec<u8>, Vec<u8>) {
-        let mut doc = Doc { value: t.base.clone(), raw: Vec::new() };
+        let mut doc = Doc {
+            value: t.base.clone(),
+            raw: Vec::new(),
+        };
         let placeholder_name = "\u{1}NAME";
         doc.value["metadata"]["name"] = json!(placeholder_name);
         for m in mutations {
@@ -640,16 +811,29 @@ impl Harness {
 }
 
 fn runner(cases: u32) -> TestRunner {
-    TestRunner::new(Config { cases, max_shrink_iters: 64, failure_persistence: None, ..Config::default() })
+    TestRunner::new(Config {
+        cases,
+        max_shrink_iters: 64,
+        failure_persistence: None,
+        ..Config::default()
+    })
 }
 
-fn run<S: Strategy>(name: &str, cases: u32, strategy: S, test: impl Fn(S::Value) -> TestCaseResult) {
+fn run<S: Strategy>(
+    name: &str,
+    cases: u32,
+    strategy: S,
+    test: impl Fn(S::Value) -> TestCaseResult,
+) {
     let started = Instant::now();
     let mut r = runner(cases);
     if let Err(e) = r.run(&strategy, test) {
         panic!("{name}: {e}");
     }
-    eprintln!("{name}: {cases} cases in {:.1}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "{name}: {cases} cases in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 #[test]
@@ -657,7 +841,13 @@ fn random_and_mutated_manifests_never_get_a_5xx_or_crash_the_server() {
     let server = TestServer::start();
     let api = server.api();
     let targets = targets(&server);
-    let h = Harness { server: RefCell::new(server), api, targets, counter: Cell::new(0), requests: Cell::new(0) };
+    let h = Harness {
+        server: RefCell::new(server),
+        api,
+        targets,
+        counter: Cell::new(0),
+        requests: Cell::new(0),
+    };
     let started = Instant::now();
 
     // 1. Random JSON (or random bytes), as is and dressed as the target's kind.
@@ -696,7 +886,11 @@ fn random_and_mutated_manifests_never_get_a_5xx_or_crash_the_server() {
     run(
         "mutated manifests",
         300,
-        (any::<Index>(), prop::collection::vec(any_mutation(), 1..5), any_json_patch()),
+        (
+            any::<Index>(),
+            prop::collection::vec(any_mutation(), 1..5),
+            any_json_patch(),
+        ),
         |(target, mutations, patch)| {
             let t = &h.targets[target.index(h.targets.len())];
             let (create, update) = h.bodies(t, &mutations);
@@ -705,16 +899,25 @@ fn random_and_mutated_manifests_never_get_a_5xx_or_crash_the_server() {
     );
 
     // 3. Big bodies: huge arrays and maps, deep nesting, up to and past 3 MiB.
-    run("big bodies", 24, (any::<Index>(), big_mutation(), prop::collection::vec(any_mutation(), 0..2)), |(target, big, more)| {
-        let t = &h.targets[target.index(h.targets.len())];
-        let mut mutations = vec![big];
-        mutations.extend(more);
-        let (create, update) = h.bodies(t, &mutations);
-        let result = h.exercise(t, create, update, b"[]".to_vec());
-        // A huge object PUT onto the target would slow every later case: start afresh.
-        h.reset_target(t, true);
-        result
-    });
+    run(
+        "big bodies",
+        24,
+        (
+            any::<Index>(),
+            big_mutation(),
+            prop::collection::vec(any_mutation(), 0..2),
+        ),
+        |(target, big, more)| {
+            let t = &h.targets[target.index(h.targets.len())];
+            let mut mutations = vec![big];
+            mutations.extend(more);
+            let (create, update) = h.bodies(t, &mutations);
+            let result = h.exercise(t, create, update, b"[]".to_vec());
+            // A huge object PUT onto the target would slow every later case: start afresh.
+            h.reset_target(t, true);
+            result
+        },
+    );
 
     // 4. Reads with random query parameters: selectors, limits, continue tokens, versions.
     let query_value = prop_oneof![
@@ -724,38 +927,78 @@ fn random_and_mutated_manifests_never_get_a_5xx_or_crash_the_server() {
             .prop_map(str::to_string),
     ];
     let param = prop::sample::select(vec![
-        "labelSelector", "fieldSelector", "limit", "continue", "resourceVersion", "resourceVersionMatch",
-        "timeoutSeconds", "watch", "allowWatchBookmarks", "sendInitialEvents", "fieldValidation", "dryRun",
-        "propagationPolicy", "gracePeriodSeconds",
+        "labelSelector",
+        "fieldSelector",
+        "limit",
+        "continue",
+        "resourceVersion",
+        "resourceVersionMatch",
+        "timeoutSeconds",
+        "watch",
+        "allowWatchBookmarks",
+        "sendInitialEvents",
+        "fieldValidation",
+        "dryRun",
+        "propagationPolicy",
+        "gracePeriodSeconds",
     ]);
     run(
         "random query parameters",
         150,
-        (any::<Index>(), prop::collection::vec((param, query_value), 1..4), any::<bool>()),
+        (
+            any::<Index>(),
+            prop::collection::vec((param, query_value), 1..4),
+            any::<bool>(),
+        ),
         |(target, params, on_item)| {
             let t = &h.targets[target.index(h.targets.len())];
             h.reset_target(t, false);
             let mut q = url_encode_pairs(&params);
             // A watch must end by itself.
-            if params.iter().any(|(k, _)| *k == "watch" || *k == "timeoutSeconds") {
+            if params
+                .iter()
+                .any(|(k, _)| *k == "watch" || *k == "timeoutSeconds")
+            {
                 q.push_str("&timeoutSeconds=1");
             }
-            let path = if on_item { format!("{}/{EXISTING}?{q}", t.collection) } else { format!("{}?{q}", t.collection) };
-            let r = h.api.try_send("GET", &path, None, None).map_err(|e| TestCaseError::fail(format!("GET {path}: no answer ({e})")))?;
-            let watching = params.iter().any(|(k, v)| *k == "watch" && matches!(v.as_str(), "true" | "1"));
+            let path = if on_item {
+                format!("{}/{EXISTING}?{q}", t.collection)
+            } else {
+                format!("{}?{q}", t.collection)
+            };
+            let r = h
+                .api
+                .try_send("GET", &path, None, None)
+                .map_err(|e| TestCaseError::fail(format!("GET {path}: no answer ({e})")))?;
+            let watching = params
+                .iter()
+                .any(|(k, v)| *k == "watch" && matches!(v.as_str(), "true" | "1"));
             if !(watching && is_watch_stream(&r)) {
                 check(&format!("GET {path}"), 0, &r).map_err(TestCaseError::fail)?;
             }
-            let d = h.api.try_send("DELETE", &format!("{}/does-not-exist?{q}", t.collection), None, None);
+            let d = h.api.try_send(
+                "DELETE",
+                &format!("{}/does-not-exist?{q}", t.collection),
+                None,
+                None,
+            );
             match d {
                 Ok(r) => check(&format!("DELETE with {q}"), 0, &r).map_err(TestCaseError::fail)?,
-                Err(e) => return Err(TestCaseError::fail(format!("DELETE with {q}: no answer ({e})"))),
+                Err(e) => {
+                    return Err(TestCaseError::fail(format!(
+                        "DELETE with {q}: no answer ({e})"
+                    )));
+                }
             }
             h.alive()
         },
     );
 
-    eprintln!("{} requests in {:.1}s", h.requests.get(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "{} requests in {:.1}s",
+        h.requests.get(),
+        started.elapsed().as_secs_f64()
+    );
     // And the server still serves ordinary work.
     let list = h.api.get("/api/v1/namespaces/default/configmaps");
     assert_eq!(list.status, 200, "{}", list.text());
@@ -766,7 +1009,8 @@ fn random_and_mutated_manifests_never_get_a_5xx_or_crash_the_server() {
 fn is_watch_stream(r: &HttpReply) -> bool {
     r.status == 200
         && r.text().lines().filter(|l| !l.trim().is_empty()).all(|l| {
-            serde_json::from_str::<Value>(l).is_ok_and(|e| e["type"].is_string() && e["object"].is_object())
+            serde_json::from_str::<Value>(l)
+                .is_ok_and(|e| e["type"].is_string() && e["object"].is_object())
         })
 }
 
@@ -776,7 +1020,13 @@ fn url_encode_pairs(pairs: &[(&str, String)]) -> String {
         .map(|(k, v)| {
             let enc: String = v
                 .bytes()
-                .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
                 .collect();
             format!("{k}={enc}")
         })

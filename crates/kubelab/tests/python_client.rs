@@ -22,7 +22,14 @@ fn scenario(name: &str) {
         .output()
         .unwrap_or_else(|e| panic!("cannot run python3 {}: {e}", script.display()));
     let log = server.log();
-    let log_tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+    let log_tail: Vec<&str> = log
+        .lines()
+        .rev()
+        .take(40)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     assert!(
         out.status.success(),
         "python scenario {name:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}\n--- server log (tail)\n{}",

@@ -22,7 +22,11 @@ impl TestServer {
     pub fn start() -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let kubeconfig = dir.path().join("kubeconfig");
-        let mut s = TestServer { child: None, dir, kubeconfig };
+        let mut s = TestServer {
+            child: None,
+            dir,
+            kubeconfig,
+        };
         s.spawn();
         s
     }
@@ -52,10 +56,21 @@ impl TestServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.kubeconfig.exists() {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("kubelab server exited early ({status}); log:\n{}", self.log());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "kubelab server exited early ({status}); log:\n{}",
+                    self.log()
+                );
             }
-            assert!(Instant::now() < deadline, "kubelab server did not start; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "kubelab server did not start; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -87,7 +102,10 @@ impl TestServer {
     }
 
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.data_dir().join("pki/admin.token")).expect("token").trim().to_string()
+        std::fs::read_to_string(self.data_dir().join("pki/admin.token"))
+            .expect("token")
+            .trim()
+            .to_string()
     }
 
     pub fn ca_file(&self) -> PathBuf {
@@ -104,7 +122,10 @@ impl TestServer {
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        self.kubectl_cmd(args).stdin(Stdio::null()).output().expect("run kubectl")
+        self.kubectl_cmd(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kubectl")
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
@@ -115,7 +136,12 @@ impl TestServer {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run kubectl");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
         child.wait_with_output().expect("kubectl output")
     }
 
@@ -136,7 +162,12 @@ impl TestServer {
     /// Runs kubectl expecting failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
-        assert!(!out.status.success(), "kubectl {} should have failed, printed:\n{}", args.join(" "), String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "kubectl {} should have failed, printed:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -166,7 +197,9 @@ impl Drop for TestServer {
 
 /// A fixture file under tests/fixtures.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// The course's own manifests, from ../shared/seed when present, else our copies.
@@ -176,7 +209,11 @@ pub fn fixture_str(name: &str) -> String {
 
 /// Splits a kubectl table into rows of whitespace-separated cells (header first).
 pub fn table(output: &str) -> Vec<Vec<String>> {
-    output.lines().filter(|l| !l.trim().is_empty()).map(|l| l.split_whitespace().map(str::to_string).collect()).collect()
+    output
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
 }
 
 /// Retries `f` until it returns Some or the deadline passes.
@@ -204,8 +241,13 @@ pub struct HttpReply {
 impl HttpReply {
     /// The body as JSON; fails the test (showing the body) if it is not JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("HTTP {} body is not JSON ({e}):\n{}", self.status, self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "HTTP {} body is not JSON ({e}):\n{}",
+                self.status,
+                self.text()
+            )
+        })
     }
 
     pub fn text(&self) -> String {
@@ -225,7 +267,10 @@ pub struct ApiClient {
 impl ApiClient {
     /// The same server and CA, another token (`None`: no `Authorization` header at all).
     pub fn with_token(&self, token: Option<&str>) -> ApiClient {
-        ApiClient { token: token.map(str::to_string), ..self.clone() }
+        ApiClient {
+            token: token.map(str::to_string),
+            ..self.clone()
+        }
     }
 
     /// Sends one request; `Err` only when no HTTP answer came back (refused, reset, timeout).
@@ -256,11 +301,21 @@ impl ApiClient {
             .unwrap_or("")
             .to_string();
         let body = resp.bytes()?.to_vec();
-        Ok(HttpReply { status, content_type, body })
+        Ok(HttpReply {
+            status,
+            content_type,
+            body,
+        })
     }
 
     /// Sends one request; fails the test if no HTTP answer came back.
-    pub fn send(&self, method: &str, path: &str, content_type: Option<&str>, body: Option<Vec<u8>>) -> HttpReply {
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> HttpReply {
         self.try_send(method, path, content_type, body)
             .unwrap_or_else(|e| panic!("{method} {path}: no answer from the server: {e:?}"))
     }
@@ -271,16 +326,25 @@ impl ApiClient {
 
     /// POST/PUT of a JSON object.
     pub fn send_json(&self, method: &str, path: &str, body: &serde_json::Value) -> HttpReply {
-        self.send(method, path, Some("application/json"), Some(body.to_string().into_bytes()))
+        self.send(
+            method,
+            path,
+            Some("application/json"),
+            Some(body.to_string().into_bytes()),
+        )
     }
 
     /// A streaming GET (watch): the response, to be read as it arrives.
     pub fn stream(&self, path: &str) -> reqwest::blocking::Response {
-        let mut req = self.client.get(format!("{}{path}", self.base)).timeout(Duration::from_secs(60));
+        let mut req = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(60));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        req.send().unwrap_or_else(|e| panic!("GET {path}: no answer from the server: {e:?}"))
+        req.send()
+            .unwrap_or_else(|e| panic!("GET {path}: no answer from the server: {e:?}"))
     }
 }
 
@@ -294,11 +358,17 @@ impl TestServer {
             .timeout(Duration::from_secs(30))
             .build()
             .expect("HTTP client");
-        ApiClient { client, base: self.url(), token: Some(self.token()) }
+        ApiClient {
+            client,
+            base: self.url(),
+            token: Some(self.token()),
+        }
     }
 
     /// Whether the server process is still running (it has not crashed or exited).
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 }
