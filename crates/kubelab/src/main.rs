@@ -43,6 +43,11 @@ struct ServerArgs {
     /// Address the `kubernetes` Service's endpoints advertise (default: the listen address).
     #[arg(long)]
     advertise_address: Option<IpAddr>,
+    /// Keep objects in memory only: NOT durable, everything is lost when the process exits.
+    /// Hidden; it exists so benchmarks can show what durable (fsynced SQLite) writes cost.
+    /// The certificates still live under `--data-dir`.
+    #[arg(long, hide = true)]
+    in_memory: bool,
 }
 
 fn main() -> ExitCode {
@@ -78,6 +83,10 @@ async fn server(args: ServerArgs) -> Result<ExitCode> {
     config.service_cidr = args.service_cidr;
     config.nodeport_range = args.nodeport_range;
     config.advertise_address = args.advertise_address;
+    config.in_memory = args.in_memory;
+    if args.in_memory {
+        tracing::warn!("--in-memory: objects are not stored on disk and are lost on exit");
+    }
     let server = apiserver::ApiServer::new(config)
         .await
         .context("starting the API server")?;

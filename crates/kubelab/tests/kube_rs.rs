@@ -58,6 +58,14 @@ fn deployment(name: &str, replicas: i32) -> Deployment {
     .expect("deployment")
 }
 
+fn cluster_ip_service(name: &str, app: &str) -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": app}},
+        "spec": {"selector": {"app": app}, "ports": [{"port": 80}]},
+    }))
+    .expect("service")
+}
+
 fn config_map(name: &str, labels: serde_json::Value) -> ConfigMap {
     serde_json::from_value(
         json!({"metadata": {"name": name, "labels": labels}, "data": {"k": name}}),
@@ -264,16 +272,14 @@ async fn list_by_label_and_page_with_continue_tokens() {
     let server = TestServer::start();
     let client = client(&server).await;
     let ns = namespace(&client, "rs-list").await;
-    let api = Api::<ConfigMap>::namespaced(client, &ns);
+    // Services, because a namespace gets no services of its own (it does get kube-root-ca.crt).
+    let api = Api::<Service>::namespaced(client, &ns);
     for (name, app) in [("a", "x"), ("b", "y"), ("c", "x"), ("d", "y"), ("e", "x")] {
-        api.create(
-            &PostParams::default(),
-            &config_map(name, json!({"app": app})),
-        )
-        .await
-        .expect("create");
+        api.create(&PostParams::default(), &cluster_ip_service(name, app))
+            .await
+            .expect("create");
     }
-    let names = |items: &[ConfigMap]| items.iter().map(|c| c.name_any()).collect::<Vec<_>>();
+    let names = |items: &[Service]| items.iter().map(|c| c.name_any()).collect::<Vec<_>>();
 
     let x = api
         .list(&ListParams::default().labels("app=x"))
@@ -326,21 +332,6 @@ async fn list_by_label_and_page_with_continue_tokens() {
     assert_eq!(seen, ["a", "b", "c", "d", "e"]);
     assert_eq!(pages, 3);
 
-    // A change between pages does not show up in later pages of the same list.
-    let first = api
-        .list(&ListParams::default().limit(2))
-        .await
-        .expect("first page");
-    api.delete("e", &DeleteParams::default())
-        .await
-        .expect("delete e");
-    let token = first.metadata.continue_.expect("continue token");
-    let rest = api
-        .list(&ListParams::default().limit(10).continue_token(&token))
-        .await
-        .expect("rest");
-    assert_eq!(names(&rest.items), ["c", "d", "e"]);
-
     // A malformed continue token is a 400 BadRequest, as upstream.
     let bad = api_error(
         api.list(&ListParams::default().limit(2).continue_token("not-a-token"))
@@ -351,6 +342,43 @@ async fn list_by_label_and_page_with_continue_tokens() {
         (400, "BadRequest"),
         "{bad:?}"
     );
+}
+
+/// Upstream serves every page of a list from the revision of its first page, so a change
+/// made between pages does not show up in later pages.
+#[tokio::test]
+async fn continued_list_pages_are_a_snapshot_of_the_first_page() {
+    let server = TestServer::start();
+    let client = client(&server).await;
+    let ns = namespace(&client, "rs-snapshot").await;
+    let api = Api::<Service>::namespaced(client, &ns);
+    for name in ["a", "b", "c", "d", "e"] {
+        api.create(&PostParams::default(), &cluster_ip_service(name, "x"))
+            .await
+            .expect("create");
+    }
+    let names = |items: &[Service]| items.iter().map(|c| c.name_any()).collect::<Vec<_>>();
+    let first = api
+        .list(&ListParams::default().limit(2))
+        .await
+        .expect("first page");
+    assert_eq!(names(&first.items), ["a", "b"]);
+    api.create(&PostParams::default(), &cluster_ip_service("f", "x"))
+        .await
+        .expect("create f");
+    api.delete("e", &DeleteParams::default())
+        .await
+        .expect("delete e");
+    let token = first.metadata.continue_.expect("continue token");
+    let rest = api
+        .list(&ListParams::default().limit(10).continue_token(&token))
+        .await
+        .expect("rest");
+    assert_eq!(
+        rest.metadata.resource_version,
+        first.metadata.resource_version
+    );
+    assert_eq!(names(&rest.items), ["c", "d", "e"]);
 }
 
 /// Reads watcher events until `done` says the expected one came, or fails after WAIT.

@@ -20,7 +20,19 @@ fn row<'a>(rows: &'a [Vec<String>], name: &str) -> &'a Vec<String> {
 
 #[test]
 fn course_manifests_create_and_print_like_upstream() {
-    let s = TestServer::start();
+    course_manifests(&TestServer::start());
+}
+
+#[test]
+fn course_manifests_with_kubectl_1_32() {
+    let mut s = TestServer::start();
+    s.kubectl_bin = support::kubectl_1_32();
+    let version = s.ok(&["version", "--client"]);
+    assert!(version.contains("v1.32."), "{version}");
+    course_manifests(&s);
+}
+
+fn course_manifests(s: &TestServer) {
     assert_eq!(
         s.ok(&["create", "-f", &fixture_str("deployment.yaml")])
             .trim(),
@@ -204,7 +216,17 @@ fn get_watch_prints_new_objects_as_they_come() {
 
 #[test]
 fn dockercoins_commands_work() {
-    let s = TestServer::start();
+    dockercoins(&TestServer::start());
+}
+
+#[test]
+fn dockercoins_commands_with_kubectl_1_32() {
+    let mut s = TestServer::start();
+    s.kubectl_bin = support::kubectl_1_32();
+    dockercoins(&s);
+}
+
+fn dockercoins(s: &TestServer) {
     assert_eq!(
         s.ok(&["create", "deployment", "redis", "--image=redis"])
             .trim(),

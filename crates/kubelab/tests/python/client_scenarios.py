@@ -433,7 +433,7 @@ def scenario_bookmarks(api):
     assert [s for s in seen if s[0] != "BOOKMARK"] == [("DELETED", "c")], seen
 
     # sendInitialEvents without resourceVersionMatch=NotOlderThan is invalid upstream.
-    expect_api_error(
+    invalid = expect_api_error(
         422,
         "Invalid",
         v1.list_namespaced_service,
@@ -443,6 +443,10 @@ def scenario_bookmarks(api):
         allow_watch_bookmarks=True,
         timeout_seconds=1,
     )
+    assert invalid.get("message") == (
+        'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: '
+        "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
+    ), invalid
     log("bookmarks ok")
 
 

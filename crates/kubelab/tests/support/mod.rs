@@ -11,6 +11,9 @@ pub struct TestServer {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
+    /// The kubectl to run: `kubectl` on PATH (the machine's dispatcher picks the release
+    /// matching the server) unless a test pins one.
+    pub kubectl_bin: PathBuf,
 }
 
 fn kubelab_bin() -> &'static str {
@@ -26,6 +29,7 @@ impl TestServer {
             child: None,
             dir,
             kubeconfig,
+            kubectl_bin: PathBuf::from("kubectl"),
         };
         s.spawn();
         s
@@ -113,7 +117,7 @@ impl TestServer {
     }
 
     pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("kubectl");
+        let mut c = Command::new(&self.kubectl_bin);
         c.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
         // Keep kubectl's discovery cache per test, so tests never see each other's servers.
         c.env("KUBECACHEDIR", self.dir.path().join("kubecache"));
@@ -193,6 +197,14 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// kubectl 1.32 as the machine image ships it (the release the course's users have); a
+/// missing binary fails the test that asks for it.
+pub fn kubectl_1_32() -> PathBuf {
+    let p = PathBuf::from("/usr/lib/google-cloud-sdk/bin/kubectl.1.32");
+    assert!(p.exists(), "kubectl 1.32 is expected at {}", p.display());
+    p
 }
 
 /// A fixture file under tests/fixtures.
