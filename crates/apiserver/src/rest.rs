@@ -378,19 +378,23 @@ fn list(call: &Call<'_>) -> Result<Response, ApiError> {
         .int("limit")?
         .filter(|l| *l > 0)
         .map(|l| l as usize);
-    let (mut list_rv, entries) = call.state.store.list(&prefix(info, call.ns()));
-    let mut start_after: Option<String> = None;
-    if let Some(token) = call.query.get("continue") {
-        let (rv, after) = decode_continue(token)?;
-        if rv < call.state.store.oldest_revision() {
-            return Err(ApiError::expired(
-                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-            ));
+    let collection = prefix(info, call.ns());
+    // Later pages are served at the first page's revision, so a paged list is one snapshot.
+    let (list_rv, entries, start_after) = match call.query.get("continue") {
+        None => {
+            let (rv, entries) = call.state.store.list(&collection);
+            (rv, entries, None)
         }
-        // Chained pages report the first page's revision, as upstream's consistent lists do.
-        list_rv = rv;
-        start_after = Some(after);
-    }
+        Some(token) => {
+            let (rv, after) = decode_continue(token)?;
+            let entries = call.state.store.list_at(&collection, rv).map_err(|_| {
+                ApiError::expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                )
+            })?;
+            (rv, entries, Some(after))
+        }
+    };
     let mut items: Vec<(Entry, Option<Value>)> = Vec::new();
     let mut next_key = None;
     let mut remaining = 0usize;

@@ -114,6 +114,7 @@ pub async fn watch(call: &Call<'_>) -> Result<Response, ApiError> {
     };
     let bookmarks = call.query.flag("allowWatchBookmarks") && matches!(format, Format::Json);
     let send_initial = call.query.get("sendInitialEvents") == Some("true");
+    check_initial_events(send_initial, call.query.get("resourceVersionMatch"))?;
     let timeout = call
         .query
         .int("timeoutSeconds")?
@@ -211,6 +212,31 @@ pub async fn watch(call: &Call<'_>) -> Result<Response, ApiError> {
         }
     });
     Ok(streaming_response(rx))
+}
+
+/// Upstream's ListOptions validation for watches: streaming the initial state needs
+/// `resourceVersionMatch=NotOlderThan`, and that match needs `sendInitialEvents`.
+fn check_initial_events(send_initial: bool, rv_match: Option<&str>) -> Result<(), ApiError> {
+    let forbidden = |detail: &str| {
+        ApiError::invalid(
+            "meta.k8s.io",
+            "ListOptions",
+            "",
+            &[apimachinery::FieldError::forbidden(
+                "resourceVersionMatch",
+                detail,
+            )],
+        )
+    };
+    match (send_initial, rv_match) {
+        (true, Some("NotOlderThan")) | (false, None) => Ok(()),
+        (true, _) => Err(forbidden(
+            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        )),
+        (false, Some(_)) => Err(forbidden(
+            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        )),
+    }
 }
 
 /// Label and field selectors plus the single name a path or `metadata.name` selector pins.

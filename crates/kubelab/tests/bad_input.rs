@@ -172,6 +172,8 @@ struct HttpCase {
     content_type: Option<&'static str>,
     body: Option<Vec<u8>>,
     auth: Auth,
+    /// Sent over HTTP/1.1 rather than the HTTP/2 kubectl negotiates.
+    http1: bool,
     code: u16,
     reason: &'static str,
     message: Msg,
@@ -194,6 +196,7 @@ fn case(
         content_type: body.as_ref().map(|_| "application/json"),
         body: body.map(|b| b.to_string().into_bytes()),
         auth: Auth::Admin,
+        http1: false,
         code: 0,
         reason: "",
         message: Msg::Prefix(""),
@@ -220,6 +223,10 @@ impl HttpCase {
     fn raw(mut self, content_type: Option<&'static str>, body: Vec<u8>) -> Self {
         self.content_type = content_type;
         self.body = Some(body);
+        self
+    }
+    fn http1(mut self) -> Self {
+        self.http1 = true;
         self
     }
     fn auth(mut self, auth: Auth) -> Self {
@@ -261,13 +268,13 @@ fn check_status(c: &HttpCase, r: &HttpReply) -> Vec<String> {
     {
         diffs.push(e);
     }
-    if let Some((kind, name)) = c.details {
-        if s["details"]["kind"] != kind || s["details"]["name"] != name {
-            diffs.push(format!(
-                "details {}, want kind {kind:?} name {name:?}",
-                s["details"]
-            ));
-        }
+    if let Some((kind, name)) = c.details
+        && (s["details"]["kind"] != kind || s["details"]["name"] != name)
+    {
+        diffs.push(format!(
+            "details {}, want kind {kind:?} name {name:?}",
+            s["details"]
+        ));
     }
     if !c.causes.is_empty() {
         let got: Vec<(String, String)> = s["details"]["causes"]
@@ -315,6 +322,11 @@ fn http_cases() -> Vec<HttpCase> {
         // Valid JSON padded past the limit with whitespace: only the size is wrong.
         let mut b = configmap("too-big").to_string().into_bytes();
         b.resize(MAX_BODY + 1, b' ');
+        b
+    };
+    let far_too_big = {
+        let mut b = configmap("far-too-big").to_string().into_bytes();
+        b.resize(4 * 1024 * 1024, b' ');
         b
     };
     let exactly_limit = {
@@ -384,6 +396,13 @@ fn http_cases() -> Vec<HttpCase> {
         case("body over 3 MiB", "POST", CM, None)
             .raw(Some("application/json"), too_big)
             .expect(413, "RequestEntityTooLarge", Msg::Exact("Request entity too large: limit is 3145728")),
+        case("body of 4 MiB over HTTP/2 (the client is still sending when the server answers)", "POST", CM, None)
+            .raw(Some("application/json"), far_too_big.clone())
+            .expect(413, "RequestEntityTooLarge", Msg::Exact("Request entity too large: limit is 3145728")),
+        case("body of 4 MiB over HTTP/1.1 (the client is still sending when the server answers)", "POST", CM, None)
+            .raw(Some("application/json"), far_too_big)
+            .http1()
+            .expect(413, "RequestEntityTooLarge", Msg::Exact("Request entity too large: limit is 3145728")),
         case("no credentials", "GET", CM, None)
             .auth(Auth::NoCredentials)
             .expect(401, "Unauthorized", Msg::Exact("Unauthorized")),
@@ -429,9 +448,11 @@ fn leak(s: String) -> &'static str {
 fn raw_http_bad_input_gets_upstream_status_objects() {
     let s = TestServer::start();
     let admin = s.api();
+    let admin_http1 = s.api_http1();
     let stored = store_baseline(&admin);
     let mut failures = Vec::new();
     for c in http_cases() {
+        let admin = if c.http1 { &admin_http1 } else { &admin };
         let client = match c.auth {
             Auth::Admin => admin.clone(),
             Auth::NoCredentials => admin.with_token(None),
@@ -441,7 +462,7 @@ fn raw_http_bad_input_gets_upstream_status_objects() {
             Ok(r) => r,
             Err(e) => {
                 failures.push(format!(
-                    "{} ({} {}): no answer: {e}",
+                    "{} ({} {}): no answer: {e:?}",
                     c.what, c.method, c.path
                 ));
                 continue;
@@ -521,6 +542,62 @@ fn raw_http_bad_input_gets_upstream_status_objects() {
         failures.join("\n\n"),
         log_tail(&s)
     );
+}
+
+/// Unknown fields under the default `fieldValidation=Warn` come back as `Warning` headers,
+/// which upstream deduplicates and truncates (4 Ki runes in all, items cut to 256 runes once
+/// over), so a body with thousands of unknown fields still gets a readable answer.
+#[test]
+fn thousands_of_unknown_fields_get_a_bounded_set_of_warnings() {
+    let s = TestServer::start();
+    let mut failures = Vec::new();
+    for (client, transport) in [(s.api(), "HTTP/2"), (s.api_http1(), "HTTP/1.1")] {
+        let name = format!(
+            "many-unknown-{}",
+            transport.replace(['/', '.'], "").to_lowercase()
+        );
+        let mut d = deployment(&name, "many", "many");
+        for i in 0..20_000 {
+            d["spec"]["selector"][format!("key-{i}")] = json!("v");
+        }
+        let r = match client.try_send(
+            "POST",
+            DEPLOY,
+            Some("application/json"),
+            Some(d.to_string().into_bytes()),
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!(
+                    "{transport}: no answer to a create with 20000 unknown fields: {e:?}"
+                ));
+                continue;
+            }
+        };
+        if r.status != 201 {
+            failures.push(format!(
+                "{transport}: HTTP {}, want 201: {}",
+                r.status,
+                short(&r.text())
+            ));
+        }
+        let total: usize = r.warnings.iter().map(String::len).sum();
+        if total > 8 * 1024 {
+            failures.push(format!("{transport}: {} Warning headers of {total} bytes in all; upstream stops near 4 KiB", r.warnings.len()));
+        }
+        if !r
+            .warnings
+            .first()
+            .is_some_and(|w| w == "299 - \"unknown field \\\"spec.selector.key-0\\\"\"")
+        {
+            failures.push(format!("{transport}: first warning {:?}, want 299 - \"unknown field \\\"spec.selector.key-0\\\"\"", r.warnings.first()));
+        }
+    }
+    assert!(
+        s.api().get("/readyz").status == 200,
+        "server down after many unknown fields"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -647,6 +724,17 @@ fn kubectl_cases() -> Vec<KubectlCase> {
             ),
             line: Msg::Exact(
                 "Error from server (AlreadyExists): error when creating \"STDIN\": configmaps \"keep\" already exists",
+            ),
+        },
+        KubectlCase {
+            what: "a manifest over 3 MiB",
+            args: create,
+            stdin: format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: huge\ndata:\n  blob: {}\n",
+                "x".repeat(4 * 1024 * 1024)
+            ),
+            line: Msg::Exact(
+                "Error from server (RequestEntityTooLarge): error when creating \"STDIN\": Request entity too large: limit is 3145728",
             ),
         },
         KubectlCase {

@@ -120,51 +120,59 @@ fn assert_all_acked_present(api: &ApiClient, acked: &[Acked], cycle: usize) {
 }
 
 /// A watch from `from_rv` (taken before the crash) either resumes — every acknowledged create
-/// after it arrives as ADDED — or ends with a 410 Expired ERROR event.
-fn assert_watch_resumes_or_expires(api: &ApiClient, from_rv: u64, acked: &[Acked]) {
-    let path = format!("{CM}?watch=true&resourceVersion={from_rv}&timeoutSeconds=3");
-    let resp = api.stream(&path);
-    assert_eq!(resp.status().as_u16(), 200, "watch from {from_rv}");
-    let deadline = Instant::now() + Duration::from_secs(20);
+/// after it arrives as ADDED — or ends with a 410 Expired ERROR event. Like a client, it
+/// watches again from the last revision seen when a watch times out. Returns what happened.
+fn assert_watch_resumes_or_expires(api: &ApiClient, from_rv: u64, acked: &[Acked]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut added: HashMap<String, u64> = HashMap::new();
-    let mut first = true;
-    for line in BufReader::new(resp).lines() {
-        assert!(
-            Instant::now() < deadline,
-            "watch did not end after timeoutSeconds"
-        );
-        let line = line.expect("watch stream");
-        if line.trim().is_empty() {
-            continue;
-        }
-        let ev: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("watch line is not JSON ({e}): {line}"));
-        if ev["type"] == "ERROR" {
-            assert!(first, "ERROR after events: {line}");
-            assert_eq!(
-                (
-                    ev["object"]["code"].as_u64(),
-                    ev["object"]["reason"].as_str()
-                ),
-                (Some(410), Some("Expired")),
-                "{line}"
+    let mut last_rv = from_rv;
+    loop {
+        let path = format!("{CM}?watch=true&resourceVersion={last_rv}&timeoutSeconds=2");
+        let resp = api.stream(&path);
+        assert_eq!(resp.status().as_u16(), 200, "watch from {last_rv}");
+        let mut events = 0;
+        for line in BufReader::new(resp).lines() {
+            assert!(
+                Instant::now() < deadline,
+                "watching from {from_rv} did not catch up in 30s"
             );
-            return;
-        }
-        first = false;
-        let rv = rv_of(&ev["object"]);
-        assert!(
-            rv > from_rv,
-            "watch from {from_rv} sent an event of revision {rv}: {line}"
-        );
-        if ev["type"] == "ADDED" {
-            added.insert(
-                ev["object"]["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-                rv,
+            let line = line.expect("watch stream");
+            if line.trim().is_empty() {
+                continue;
+            }
+            let ev: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("watch line is not JSON ({e}): {line}"));
+            if ev["type"] == "ERROR" {
+                assert!(events == 0, "ERROR after events: {line}");
+                assert_eq!(
+                    (
+                        ev["object"]["code"].as_u64(),
+                        ev["object"]["reason"].as_str()
+                    ),
+                    (Some(410), Some("Expired")),
+                    "{line}"
+                );
+                return format!("watch from {from_rv}: 410 Expired");
+            }
+            events += 1;
+            let rv = rv_of(&ev["object"]);
+            assert!(
+                rv > last_rv,
+                "watch from {last_rv} sent an event of revision {rv}: {line}"
             );
+            last_rv = rv;
+            if ev["type"] == "ADDED" {
+                added.insert(
+                    ev["object"]["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    rv,
+                );
+            }
+        }
+        if events == 0 {
+            break;
         }
     }
     let missed: Vec<&str> = acked
@@ -178,6 +186,7 @@ fn assert_watch_resumes_or_expires(api: &ApiClient, from_rv: u64, acked: &[Acked
         missed.len(),
         &missed[..missed.len().min(20)]
     );
+    format!("watch from {from_rv}: resumed, {} ADDED", added.len())
 }
 
 #[test]
@@ -212,7 +221,7 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
         server.restart();
         let api = server.api();
         assert_all_acked_present(&api, &all_acked, cycle);
-        assert_watch_resumes_or_expires(&api, watch_from, &all_acked);
+        let watched = assert_watch_resumes_or_expires(&api, watch_from, &all_acked);
 
         // Revisions continue above everything acknowledged before the crash.
         let max_acked = all_acked.iter().map(|a| a.rv).max().unwrap_or(0);
@@ -228,7 +237,7 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
             "cycle {cycle}: first write after restart got revision {probe_rv}, not above acknowledged {max_acked}"
         );
         eprintln!(
-            "cycle {cycle}: {} acknowledged of {attempts} attempts; {} acknowledged in all",
+            "cycle {cycle}: {} acknowledged of {attempts} attempts; {} acknowledged in all; {watched}",
             revs.len(),
             all_acked.len()
         );

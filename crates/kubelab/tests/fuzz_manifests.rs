@@ -11,6 +11,7 @@ use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestCaseResult, TestRunner};
 use serde_json::{Map, Value, json};
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::time::Instant;
 use support::{ApiClient, HttpReply, TestServer, fixture_str};
 
@@ -651,6 +652,9 @@ struct Harness {
     targets: Vec<Target>,
     counter: Cell<u64>,
     requests: Cell<u64>,
+    /// How many answers of each status each kind of request got: shows how deep the inputs
+    /// reach (decoding, validation, storage).
+    outcomes: RefCell<BTreeMap<(String, u16), u64>>,
 }
 
 impl Harness {
@@ -669,10 +673,15 @@ impl Harness {
             .try_send(method, path, Some(content_type), Some(body))
             .map_err(|e| {
                 TestCaseError::fail(format!(
-                    "{what}: no answer ({e}); server log:\n{}",
+                    "{what}: no answer ({e:?}); server log:\n{}",
                     self.log_tail()
                 ))
             })?;
+        *self
+            .outcomes
+            .borrow_mut()
+            .entry((what.to_string(), r.status))
+            .or_default() += 1;
         check(what, sent, &r)
             .map_err(|e| TestCaseError::fail(format!("{e}\nserver log:\n{}", self.log_tail())))?;
         Ok(r)
@@ -700,7 +709,7 @@ impl Harness {
                 r.text()
             ))),
             Err(e) => Err(TestCaseError::fail(format!(
-                "/healthz: no answer ({e}); log:\n{}",
+                "/healthz: no answer ({e:?}); log:\n{}",
                 self.log_tail()
             ))),
         }
@@ -820,18 +829,21 @@ fn runner(cases: u32) -> TestRunner {
 }
 
 fn run<S: Strategy>(
+    h: &Harness,
     name: &str,
     cases: u32,
     strategy: S,
     test: impl Fn(S::Value) -> TestCaseResult,
 ) {
     let started = Instant::now();
+    let before = h.requests.get();
     let mut r = runner(cases);
     if let Err(e) = r.run(&strategy, test) {
         panic!("{name}: {e}");
     }
     eprintln!(
-        "{name}: {cases} cases in {:.1}s",
+        "{name}: {cases} cases, {} requests in {:.1}s",
+        h.requests.get() - before,
         started.elapsed().as_secs_f64()
     );
 }
@@ -847,11 +859,13 @@ fn random_and_mutated_manifests_never_get_a_5xx_or_crash_the_server() {
         targets,
         counter: Cell::new(0),
         requests: Cell::new(0),
+        outcomes: RefCell::new(BTreeMap::new()),
     };
     let started = Instant::now();
 
     // 1. Random JSON (or random bytes), as is and dressed as the target's kind.
     run(
+        &h,
         "random JSON",
         300,
         (
@@ -884,8 +898,9 @@ fn random_and_mutated_manifests_never_get_a_5xx_or_crash_the_server() {
 
     // 2. Valid manifests with one to four mutations.
     run(
+        &h,
         "mutated manifests",
-        300,
+        600,
         (
             any::<Index>(),
             prop::collection::vec(any_mutation(), 1..5),
@@ -900,8 +915,9 @@ fn random_and_mutated_manifests_never_get_a_5xx_or_crash_the_server() {
 
     // 3. Big bodies: huge arrays and maps, deep nesting, up to and past 3 MiB.
     run(
+        &h,
         "big bodies",
-        24,
+        32,
         (
             any::<Index>(),
             big_mutation(),
@@ -943,6 +959,7 @@ fn random_and_mutated_manifests_never_get_a_5xx_or_crash_the_server() {
         "gracePeriodSeconds",
     ]);
     run(
+        &h,
         "random query parameters",
         150,
         (
@@ -969,7 +986,7 @@ fn random_and_mutated_manifests_never_get_a_5xx_or_crash_the_server() {
             let r = h
                 .api
                 .try_send("GET", &path, None, None)
-                .map_err(|e| TestCaseError::fail(format!("GET {path}: no answer ({e})")))?;
+                .map_err(|e| TestCaseError::fail(format!("GET {path}: no answer ({e:?})")))?;
             let watching = params
                 .iter()
                 .any(|(k, v)| *k == "watch" && matches!(v.as_str(), "true" | "1"));
@@ -986,7 +1003,7 @@ fn random_and_mutated_manifests_never_get_a_5xx_or_crash_the_server() {
                 Ok(r) => check(&format!("DELETE with {q}"), 0, &r).map_err(TestCaseError::fail)?,
                 Err(e) => {
                     return Err(TestCaseError::fail(format!(
-                        "DELETE with {q}: no answer ({e})"
+                        "DELETE with {q}: no answer ({e:?})"
                     )));
                 }
             }
@@ -995,9 +1012,10 @@ fn random_and_mutated_manifests_never_get_a_5xx_or_crash_the_server() {
     );
 
     eprintln!(
-        "{} requests in {:.1}s",
+        "{} requests in {:.1}s; answers by request and status: {:?}",
         h.requests.get(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        h.outcomes.borrow()
     );
     // And the server still serves ordinary work.
     let list = h.api.get("/api/v1/namespaces/default/configmaps");

@@ -48,6 +48,7 @@ use bytes::Bytes;
 use encode::SplitJson;
 use serde_json::Value;
 use state::Shared;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use writer::{Op, Submission};
@@ -229,6 +230,54 @@ impl Store {
             .map(|(_, stored)| stored.entry.clone())
             .collect();
         (state.revision, entries)
+    }
+
+    /// The entries under `prefix` as they were at revision `rv`, for paging a list at one
+    /// consistent revision: the current objects with the retained history after `rv` undone.
+    /// [`StoreError::TooOld`] when that history has been compacted away.
+    pub fn list_at(&self, prefix: &str, rv: u64) -> Result<Vec<Entry>, StoreError> {
+        let state = self.handle.shared.read();
+        if rv >= state.revision {
+            drop(state);
+            return Ok(self.list(prefix).1);
+        }
+        if rv < state.compacted {
+            return Err(StoreError::TooOld {
+                requested: rv,
+                oldest: state.compacted,
+            });
+        }
+        let mut snapshot: BTreeMap<Arc<str>, Entry> = state
+            .objects
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, stored)| (key.clone(), stored.entry.clone()))
+            .collect();
+        for event in state.history.iter().rev().take_while(|e| e.rv > rv) {
+            if !event.key.starts_with(prefix) {
+                continue;
+            }
+            match &event.prev {
+                None => {
+                    snapshot.remove(&event.key);
+                }
+                Some(prev) => {
+                    let prev_rv = encode::resource_version_of(prev).unwrap_or(0);
+                    snapshot.insert(
+                        event.key.clone(),
+                        Entry {
+                            key: event.key.clone(),
+                            rv: prev_rv,
+                            value: prev.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(snapshot.into_values().collect())
     }
 
     /// Stores a new object (a JSON object) at `key` with the next revision as its

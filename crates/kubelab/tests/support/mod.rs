@@ -247,6 +247,8 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
 pub struct HttpReply {
     pub status: u16,
     pub content_type: String,
+    /// The values of every `Warning` header, in order.
+    pub warnings: Vec<String>,
     pub body: Vec<u8>,
 }
 
@@ -312,10 +314,17 @@ impl ApiClient {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
+        let warnings = resp
+            .headers()
+            .get_all(reqwest::header::WARNING)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
         let body = resp.bytes()?.to_vec();
         Ok(HttpReply {
             status,
             content_type,
+            warnings,
             body,
         })
     }
@@ -364,8 +373,18 @@ impl TestServer {
     /// A raw HTTPS client trusting DIR/pki/ca.crt and sending the admin bearer token. The port
     /// changes on `restart`, so make a new client after one.
     pub fn api(&self) -> ApiClient {
+        self.api_with(reqwest::blocking::Client::builder())
+    }
+
+    /// Like [`TestServer::api`], but speaking HTTP/1.1 only (as curl or a script would), where
+    /// `api` negotiates HTTP/2 as kubectl does.
+    pub fn api_http1(&self) -> ApiClient {
+        self.api_with(reqwest::blocking::Client::builder().http1_only())
+    }
+
+    fn api_with(&self, builder: reqwest::blocking::ClientBuilder) -> ApiClient {
         let ca = std::fs::read(self.ca_file()).expect("ca.crt");
-        let client = reqwest::blocking::Client::builder()
+        let client = builder
             .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA certificate"))
             .timeout(Duration::from_secs(30))
             .build()

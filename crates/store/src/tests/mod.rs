@@ -639,3 +639,33 @@ fn handles_watchers_and_write_futures_can_cross_threads() {
     send(&store.update("/a", None, json!({})));
     send(&store.delete("/a", None));
 }
+
+#[tokio::test]
+async fn list_at_undoes_later_writes_and_refuses_compacted_revisions() {
+    let store = store_with(StoreConfig {
+        history_limit: 4,
+        ..StoreConfig::default()
+    });
+    let obj = |n: &str, v: i64| serde_json::json!({"metadata": {"name": n}, "data": v});
+    store.create("/p/a", obj("a", 1)).await.unwrap();
+    store.create("/p/b", obj("b", 1)).await.unwrap();
+    let (rv, before) = store.list("/p/");
+    store.update("/p/a", None, obj("a", 2)).await.unwrap();
+    store.delete("/p/b", None).await.unwrap();
+    store.create("/p/c", obj("c", 1)).await.unwrap();
+    let at = store.list_at("/p/", rv).unwrap();
+    let keys: Vec<&str> = at.iter().map(|e| &*e.key).collect();
+    assert_eq!(keys, ["/p/a", "/p/b"]);
+    for (x, y) in at.iter().zip(&before) {
+        assert_eq!((x.rv, &x.value), (y.rv, &y.value));
+    }
+    // Five more writes push the revision of the snapshot out of a 4-event history.
+    for i in 0..5 {
+        store.update("/p/a", None, obj("a", 10 + i)).await.unwrap();
+    }
+    assert!(matches!(
+        store.list_at("/p/", rv),
+        Err(StoreError::TooOld { .. })
+    ));
+    assert_eq!(store.list_at("/p/", store.revision()).unwrap().len(), 2);
+}
