@@ -343,6 +343,10 @@ impl ApiError {
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(405, "MethodNotAllowed", message)
     }
+    /// 405 with upstream's exact message.
+    pub fn method_not_supported() -> Self {
+        Self::method_not_allowed("the server does not allow this method on the requested resource")
+    }
     pub fn not_acceptable(message: impl Into<String>) -> Self {
         Self::new(406, "NotAcceptable", message)
     }

@@ -139,10 +139,8 @@ pub fn parse(
         ("PATCH", false) => Verb::Patch,
         ("DELETE", false) => Verb::Delete,
         ("DELETE", true) => Verb::DeleteCollection,
-        (m, _) => {
-            return Err(ApiError::method_not_allowed(format!(
-                "the server does not allow this method on the requested resource ({m})"
-            )));
+        _ => {
+            return Err(ApiError::method_not_supported());
         }
     };
     Ok(Some(ResourceRequest {

@@ -163,33 +163,10 @@ impl Call<'_> {
         )
     }
 
-    /// Parses the body as a JSON object; protobuf bodies (client-go's typed clients send them)
-    /// are decoded into the JSON a Go apiserver would have seen.
+    /// Parses the body (JSON, YAML, or protobuf as client-go's typed clients send it) into a
+    /// JSON object.
     fn body_object(&self) -> Result<Value, ApiError> {
-        let ct = self.content_type.split(';').next().unwrap_or("").trim();
-        if ct == kubeproto::CONTENT_TYPE {
-            return kubeproto::decode(&self.body).map_err(|e| match e {
-                kubeproto::DecodeError::UnsupportedKind { .. } => {
-                    ApiError::unsupported_media_type(e.to_string())
-                }
-                _ => ApiError::bad_request(format!("failed to decode protobuf body: {e}")),
-            });
-        }
-        if !(ct.is_empty() || ct == "application/json" || ct == "*/*") {
-            return Err(ApiError::unsupported_media_type(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json ({ct:?} given)"
-            )));
-        }
-        let v: Value = serde_json::from_slice(&self.body).map_err(|e| {
-            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-        })?;
-        if !v.is_object() {
-            return Err(ApiError::bad_request(
-                "couldn't get version/kind; json parse error: the body is not a JSON object"
-                    .to_string(),
-            ));
-        }
-        Ok(v)
+        decode_body(&self.content_type, &self.body, self.info().kind)
     }
 
     /// Checks apiVersion/kind, decodes strictly through the typed struct, and applies the
@@ -257,6 +234,57 @@ impl Call<'_> {
     }
 }
 
+/// Media types a write body may have, as upstream lists them in its 415 answer.
+const BODY_MEDIA_TYPES: &str =
+    "application/json, application/yaml, application/vnd.kubernetes.protobuf";
+
+/// Decodes a request body into a JSON object; errors are worded like upstream's decoder's.
+pub fn decode_body(content_type: &str, body: &[u8], kind: &str) -> Result<Value, ApiError> {
+    let ct = content_type.split(';').next().unwrap_or("").trim();
+    let unrecognized = |e: &dyn std::fmt::Display| {
+        ApiError::bad_request(format!(
+            "the object provided is unrecognized (must be of type {kind}): couldn't get version/kind; json parse error: {e} ({})",
+            body_snippet(body)
+        ))
+    };
+    let v: Value = match ct {
+        "" | "application/json" | "*/*" => {
+            serde_json::from_slice(body).map_err(|e| unrecognized(&e))?
+        }
+        "application/yaml" => {
+            let text = std::str::from_utf8(body).map_err(|e| unrecognized(&e))?;
+            serde_saphyr::from_str(text).map_err(|e| unrecognized(&e))?
+        }
+        kubeproto::CONTENT_TYPE => {
+            return kubeproto::decode(body).map_err(|e| match e {
+                kubeproto::DecodeError::UnsupportedKind { .. } => {
+                    ApiError::unsupported_media_type(e.to_string())
+                }
+                _ => ApiError::bad_request(format!("failed to decode protobuf body: {e}")),
+            });
+        }
+        _ => {
+            return Err(ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format - accepted media types include: {BODY_MEDIA_TYPES}"
+            )));
+        }
+    };
+    if !v.is_object() {
+        return Err(unrecognized(&"the body is not an object"));
+    }
+    Ok(v)
+}
+
+/// The start of a body for an error message: text when it looks like JSON, else hex.
+fn body_snippet(body: &[u8]) -> String {
+    let head = &body[..body.len().min(30)];
+    if head.first() == Some(&b'{') {
+        String::from_utf8_lossy(head).into_owned()
+    } else {
+        head.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// Collects paths present in `input` (with a non-null value) but dropped by decoding into the
 /// typed struct: the fields the type does not have.
 fn unknown_fields(input: &Value, normalized: &Value, path: &str, out: &mut Vec<String>) {
@@ -306,10 +334,7 @@ pub async fn handle_with_warnings(call: &mut Call<'_>) -> Result<Response, ApiEr
     let verb = call.rr.verb;
     let info = call.info();
     if !info.verbs.contains(&verb.as_str()) && sub.is_none() {
-        return Err(ApiError::method_not_allowed(format!(
-            "the server does not allow this method on the requested resource ({})",
-            verb.as_str()
-        )));
+        return Err(ApiError::method_not_supported());
     }
     match (verb, sub.as_deref()) {
         (Verb::Get, None | Some("status")) => {
@@ -335,11 +360,7 @@ pub async fn handle_with_warnings(call: &mut Call<'_>) -> Result<Response, ApiEr
         (Verb::Update | Verb::Patch, Some("scale")) => update_scale(call).await,
         (Verb::Create, Some("binding")) => bind(call).await,
         (Verb::Get, Some("log")) => crate::logs::pod_log(call),
-        (v, s) => Err(ApiError::method_not_allowed(format!(
-            "the server does not allow this method on the requested resource ({} {})",
-            v.as_str(),
-            s.unwrap_or("")
-        ))),
+        _ => Err(ApiError::method_not_supported()),
     }
 }
 
@@ -823,6 +844,9 @@ enum PatchKind {
     Json,
     Merge,
     Strategic,
+    /// Server-side apply, simplified: the applied configuration is merged like a strategic
+    /// merge patch (creating the object if absent); field ownership is not tracked.
+    Apply,
 }
 
 fn patch_kind(content_type: &str) -> Result<PatchKind, ApiError> {
@@ -830,16 +854,26 @@ fn patch_kind(content_type: &str) -> Result<PatchKind, ApiError> {
         "application/json-patch+json" => Ok(PatchKind::Json),
         "application/merge-patch+json" => Ok(PatchKind::Merge),
         "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
-        other => Err(ApiError::unsupported_media_type(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json ({other:?} given)"
-        ))),
+        "application/apply-patch+yaml" | "application/apply-patch+cbor" => Ok(PatchKind::Apply),
+        _ => Err(ApiError::unsupported_media_type(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml",
+        )),
     }
 }
 
-/// Upstream answers 422 only where a well-formed patch cannot apply; 400 otherwise.
+/// Upstream answers 400 for malformed patches and a generic 422 (the reason in a cause) for
+/// well-formed ones that cannot apply, such as a failed JSON-patch `test`.
 fn patch_error(e: strategicpatch::PatchError) -> ApiError {
     if e.is_unprocessable() {
-        ApiError::new(422, "Invalid", e.to_string())
+        let mut err = ApiError::new(
+            422,
+            "Invalid",
+            "the server rejected our request due to an error in our request",
+        );
+        err.details = Some(
+            json!({"causes": [{"reason": "UnexpectedServerResponse", "message": e.to_string()}]}),
+        );
+        err
     } else {
         ApiError::bad_request(e.to_string())
     }
@@ -852,13 +886,12 @@ fn apply_patch(
     current: &Value,
     patch: &Value,
 ) -> Result<Value, ApiError> {
-    let bad = patch_error;
     match kind {
-        PatchKind::Json => strategicpatch::json_patch(current, patch).map_err(bad),
+        PatchKind::Json => strategicpatch::json_patch(current, patch).map_err(patch_error),
         PatchKind::Merge => Ok(strategicpatch::merge_patch(current, patch)),
-        PatchKind::Strategic => {
+        PatchKind::Strategic | PatchKind::Apply => {
             strategicpatch::strategic_merge(current, patch, &*state.openapi, info.definition)
-                .map_err(bad)
+                .map_err(patch_error)
         }
     }
 }
@@ -866,10 +899,40 @@ fn apply_patch(
 async fn patch(call: &mut Call<'_>, mode: Mode) -> Result<Response, ApiError> {
     let info = call.info();
     let kind = patch_kind(&call.content_type)?;
-    let patch_body: Value = serde_json::from_slice(&call.body)
-        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+    let patch_body: Value = if kind == PatchKind::Apply {
+        let text = std::str::from_utf8(&call.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+        serde_saphyr::from_str(text)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+    } else {
+        serde_json::from_slice(&call.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
+    };
     let dry_run = call.query.dry_run()?;
     let key_ = call.key();
+    if kind == PatchKind::Apply && call.query.get("fieldManager").is_none() {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "PatchOptions",
+            "",
+            &[apimachinery::FieldError::required(
+                "fieldManager",
+                "is required for apply patch",
+            )],
+        ));
+    }
+    if kind == PatchKind::Apply && mode == Mode::Main && call.state.store.get(&key_).is_none() {
+        let mut obj = patch_body;
+        object::metadata_mut(&mut obj).insert("name".into(), json!(call.name()));
+        if let Some(ns) = call.ns() {
+            object::metadata_mut(&mut obj).insert("namespace".into(), json!(ns));
+        }
+        let info = call.info();
+        let obj = call.decode(info, obj)?;
+        admit_namespace(call.state, info, call.ns(), call.name())?;
+        let v = create_object(call.state, info, obj, dry_run).await?;
+        return Ok(call.respond_value(StatusCode::CREATED, &v));
+    }
     // Retry when the object changes underneath us, as upstream's patcher does.
     for _ in 0..8 {
         let cur = call.current()?;
@@ -1253,7 +1316,7 @@ async fn update_scale(call: &mut Call<'_>) -> Result<Response, ApiError> {
                 PatchKind::Json => {
                     strategicpatch::json_patch(&scale, &patch_body).map_err(patch_error)?
                 }
-                PatchKind::Merge | PatchKind::Strategic => {
+                PatchKind::Merge | PatchKind::Strategic | PatchKind::Apply => {
                     strategicpatch::merge_patch(&scale, &patch_body)
                 }
             }

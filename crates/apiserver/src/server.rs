@@ -325,6 +325,46 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+enum BodyError {
+    TooLarge,
+    Read(hyper::Error),
+}
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`]. A larger one is still read to its end
+/// (within bounds) and discarded, so that an HTTP/1.1 client that is still sending can read
+/// our 413 instead of seeing the connection reset.
+async fn read_body(mut body: hyper::body::Incoming) -> Result<Bytes, BodyError> {
+    const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+    const DRAIN_TIME: Duration = Duration::from_secs(2);
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    loop {
+        let frame = if seen > MAX_BODY_BYTES {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(f) => f,
+                Err(_) => return Err(BodyError::TooLarge),
+            }
+        } else {
+            body.frame().await
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(BodyError::Read)?;
+        if let Ok(data) = frame.into_data() {
+            seen = seen.saturating_add(data.len());
+            if seen <= MAX_BODY_BYTES {
+                buf.extend_from_slice(&data);
+            } else if seen > DRAIN_BYTES {
+                return Err(BodyError::TooLarge);
+            }
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(buf.freeze())
+}
+
 async fn dispatch(
     state: Arc<State>,
     client_cert: bool,
@@ -335,32 +375,14 @@ async fn dispatch(
     if !is_public(&path) && !authenticated(&state, client_cert, &parts.headers) {
         return error_response(&ApiError::unauthorized());
     }
-    let too_large = || {
-        error_response(&ApiError::too_large(format!(
-            "Request entity too large: limit is {MAX_BODY_BYTES}"
-        )))
-    };
-    if parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n > MAX_BODY_BYTES)
-    {
-        return too_large();
-    }
-    let body = match http_body_util::Limited::new(body, MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return too_large();
+    let body = match read_body(body).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            return error_response(&ApiError::too_large(format!(
+                "Request entity too large: limit is {MAX_BODY_BYTES}"
+            )));
         }
-        Err(e) => {
+        Err(BodyError::Read(e)) => {
             return error_response(&ApiError::bad_request(format!(
                 "reading the request body: {e}"
             )));
@@ -400,9 +422,7 @@ async fn route(
     let segs: Vec<&str> = trimmed.trim_start_matches('/').split('/').collect();
     let get_only = || {
         if method != Method::GET {
-            Err(ApiError::method_not_allowed(format!(
-                "the server does not allow this method on the requested resource ({method})"
-            )))
+            Err(ApiError::method_not_supported())
         } else {
             Ok(())
         }
@@ -520,14 +540,43 @@ async fn route(
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
-    for w in &call.warnings {
-        if let Ok(v) =
-            HeaderValue::from_str(&format!("299 - {}", serde_json::Value::String(w.clone())))
-        {
+    for w in bounded_warnings(&call.warnings) {
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - {}", serde_json::Value::String(w))) {
             response.headers_mut().append(header::WARNING, v);
         }
     }
     Ok(response)
+}
+
+/// Upstream's limits on warning headers: duplicates dropped; past 4 KiB in all, each warning
+/// is cut to 256 characters and those that still do not fit are left out. We also stop at 50
+/// headers, because hyper-based clients (kube-rs among them) refuse responses with more than
+/// 100 headers in all.
+fn bounded_warnings(warnings: &[String]) -> Vec<String> {
+    const MAX_TOTAL: usize = 4 * 1024;
+    const TRUNCATE_TO: usize = 256;
+    const MAX_COUNT: usize = 50;
+    let mut unique: Vec<&String> = Vec::new();
+    for w in warnings {
+        if !unique.contains(&w) {
+            unique.push(w);
+        }
+    }
+    let total: usize = unique.iter().map(|w| w.len()).sum();
+    if total <= MAX_TOTAL && unique.len() <= MAX_COUNT {
+        return unique.into_iter().cloned().collect();
+    }
+    let mut out = Vec::new();
+    let mut used = 0;
+    for w in unique {
+        let cut: String = w.chars().take(TRUNCATE_TO).collect();
+        if used + cut.len() > MAX_TOTAL || out.len() == MAX_COUNT {
+            break;
+        }
+        used += cut.len();
+        out.push(cut);
+    }
+    out
 }
 
 fn not_found() -> ApiError {

@@ -1,7 +1,7 @@
 //! Service ClusterIP and NodePort allocation wired to Service writes, plus small object helpers
 //! the REST layer needs (generated names, pod QoS class, selector strings).
 
-use crate::alloc::{AllocError, ClusterIpAllocator, NodePortAllocator};
+use crate::alloc::{ClusterIpAllocator, NodePortAllocator};
 use crate::object;
 use crate::server::State;
 use apimachinery::{ApiError, FieldError, FieldErrorKind};
@@ -144,30 +144,32 @@ fn allocate_locked(
         if !requested.is_empty() && requested != old_ips {
             return Err(invalid(
                 svc,
-                vec![FieldError::new(
-                    FieldErrorKind::Invalid,
-                    "spec.clusterIPs[0]",
-                    Some(json!(requested[0])),
-                    "may not change once set",
-                )],
+                vec![
+                    FieldError::new(
+                        FieldErrorKind::Invalid,
+                        "spec.clusterIPs[0]",
+                        None,
+                        "may not change once set",
+                    )
+                    .rendered_as(go_string_slice(&requested)),
+                ],
             ));
         }
         svc["spec"]["clusterIP"] = json!(old_ips[0]);
         svc["spec"]["clusterIPs"] = json!(old_ips);
     } else if let Some(ip) = requested.first() {
         allocs.cluster_ips.allocate(ip).map_err(|e| {
-            let detail = match e {
-                AllocError::IpOutOfRange { .. } => format!("failed to allocate IP {ip}: {e}"),
-                _ => format!("failed to allocate IP {ip}: {e}"),
-            };
             invalid(
                 svc,
-                vec![FieldError::new(
-                    FieldErrorKind::Invalid,
-                    "spec.clusterIPs",
-                    None,
-                    format!("{}: {detail}", go_string_slice(&requested)),
-                )],
+                vec![
+                    FieldError::new(
+                        FieldErrorKind::Invalid,
+                        "spec.clusterIPs",
+                        None,
+                        format!("failed to allocate IP {ip}: {e}"),
+                    )
+                    .rendered_as(go_string_slice(&requested)),
+                ],
             )
         })?;
         a.new_ips.push(ip.clone());

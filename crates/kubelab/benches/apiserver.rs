@@ -232,9 +232,29 @@ fn pod_name(n: usize) -> String {
     format!("web-7c5d8f9b6d-{n:05}")
 }
 
+/// The ReplicaSet the pods name as their controller. It must exist: the server's garbage
+/// collector deletes pods whose owners are gone, as upstream's does.
+fn replica_set(replicas: usize) -> Value {
+    let labels = json!({"app": "web", "pod-template-hash": "7c5d8f9b6d"});
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {"name": "web-7c5d8f9b6d", "namespace": NAMESPACE, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "web", "image": "registry.example.com/team/web:1.27.3"}]},
+            },
+        },
+    })
+}
+
 /// A pod as a ReplicaSet controller creates it from a defaulted template: labels, owner
-/// reference, one container with ports, env, resources, probes and a volume. About 2.5 KB.
-fn pod(n: usize) -> Value {
+/// reference, one container with ports, env, resources, probes and a volume. About 2 KB sent,
+/// about 2.5 KB stored after defaulting.
+fn pod(n: usize, owner_uid: &str) -> Value {
     let mut env: Vec<Value> = (0..10)
         .map(|i| json!({"name": format!("WEB_SETTING_{i}"), "value": format!("setting-value-{i}")}))
         .collect();
@@ -253,7 +273,7 @@ fn pod(n: usize) -> Value {
                 "apiVersion": "apps/v1",
                 "kind": "ReplicaSet",
                 "name": "web-7c5d8f9b6d",
-                "uid": "4a7c1e2b-9d3f-4c1a-8e2b-6f0d1c2b3a4e",
+                "uid": owner_uid,
                 "controller": true,
                 "blockOwnerDeletion": true,
             }],
@@ -332,6 +352,8 @@ struct Shared {
     next_pod: AtomicUsize,
     /// How many pods exist (gets pick among them).
     stored: usize,
+    /// The uid of the pods' ReplicaSet.
+    owner_uid: String,
 }
 
 /// One client's closed loop: `count` requests, each sent when the previous was answered.
@@ -366,7 +388,7 @@ async fn client_loop(
         let (method, path, accept, body, expect) = match op {
             Op::Create => {
                 let n = shared.next_pod.fetch_add(1, Ordering::Relaxed);
-                let body = serde_json::to_vec(&pod(n))?;
+                let body = serde_json::to_vec(&pod(n, &shared.owner_uid))?;
                 (
                     reqwest::Method::POST,
                     pods_path(),
@@ -583,8 +605,9 @@ fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Connects every client (TLS handshake outside the measurements) and creates the namespace.
-async fn prepare(server: &Server, clients: usize) -> Result<Vec<Api>> {
+/// Connects every client (TLS handshake outside the measurements) and creates the namespace
+/// and the pods' ReplicaSet; returns the clients and the ReplicaSet's uid.
+async fn prepare(server: &Server, clients: usize, pods: usize) -> Result<(Vec<Api>, String)> {
     let pool = (0..clients)
         .map(|_| server.client())
         .collect::<Result<Vec<_>>>()?;
@@ -604,9 +627,27 @@ async fn prepare(server: &Server, clients: usize) -> Result<Vec<Api>> {
             String::from_utf8_lossy(&reply.body)
         );
     }
-    let warmups = pool
-        .iter()
-        .map(|api| api.get(&format!("/api/v1/namespaces/{NAMESPACE}")));
+    let rs = pool[0]
+        .send(
+            reqwest::Method::POST,
+            &format!("/apis/apps/v1/namespaces/{NAMESPACE}/replicasets"),
+            "application/json",
+            Some(serde_json::to_vec(&replica_set(pods))?),
+        )
+        .await?;
+    if rs.status != 201 {
+        bail!(
+            "creating the ReplicaSet: HTTP {}: {}",
+            rs.status,
+            String::from_utf8_lossy(&rs.body)
+        );
+    }
+    let owner_uid = serde_json::from_slice::<Value>(&rs.body)?["metadata"]["uid"]
+        .as_str()
+        .context("ReplicaSet without uid")?
+        .to_string();
+    let ns_path = format!("/api/v1/namespaces/{NAMESPACE}");
+    let warmups = pool.iter().map(|api| api.get(&ns_path));
     for reply in futures::future::join_all(warmups).await {
         let reply = reply?;
         if reply.status != 200 {
@@ -615,7 +656,7 @@ async fn prepare(server: &Server, clients: usize) -> Result<Vec<Api>> {
     }
     let version = pool[0].get("/version").await?.version;
     println!("  {} client connections, {version:?}", pool.len());
-    Ok(pool)
+    Ok((pool, owner_uid))
 }
 
 /// Creates pods (100 clients, unmeasured except for the total) until `pods` exist.
@@ -674,12 +715,16 @@ fn loadavg() -> String {
 async fn durable(settings: &Settings, root: &Path, report: &mut Report) -> Result<()> {
     println!("\n== SQLite store (durable) ==");
     let mut server = Server::start(root, false)?;
-    let pool = prepare(&server, settings.max_clients()).await?;
+    let (pool, owner_uid) = prepare(&server, settings.max_clients(), settings.pods).await?;
     let shared = Arc::new(Shared {
         next_pod: AtomicUsize::new(0),
         stored: 0,
+        owner_uid: owner_uid.clone(),
     });
-    println!("  pod body {} bytes", serde_json::to_vec(&pod(0))?.len());
+    println!(
+        "  pod body {} bytes",
+        serde_json::to_vec(&pod(0, &owner_uid))?.len()
+    );
     println!("{}", Report::header());
     for &c in &settings.clients {
         let s = run_case(&mut server, &pool, &shared, Op::Create, c, settings.writes).await?;
@@ -695,6 +740,7 @@ async fn durable(settings: &Settings, root: &Path, report: &mut Report) -> Resul
     let shared = Arc::new(Shared {
         next_pod: AtomicUsize::new(stored),
         stored,
+        owner_uid: owner_uid.clone(),
     });
     let one = pool[0]
         .get(&format!("{}/{}", pods_path(), pod_name(0)))
@@ -756,10 +802,11 @@ async fn durable(settings: &Settings, root: &Path, report: &mut Report) -> Resul
 async fn in_memory(settings: &Settings, root: &Path, report: &mut Report) -> Result<()> {
     println!("\n== in-memory store (--in-memory, not durable) ==");
     let mut server = Server::start(root, true)?;
-    let pool = prepare(&server, settings.max_clients()).await?;
+    let (pool, owner_uid) = prepare(&server, settings.max_clients(), settings.pods).await?;
     let shared = Arc::new(Shared {
         next_pod: AtomicUsize::new(0),
         stored: 0,
+        owner_uid: owner_uid.clone(),
     });
     println!("{}", Report::header());
     for &c in &settings.clients {
