@@ -4,6 +4,7 @@
 
 pub mod alloc;
 pub mod bootstrap;
+pub mod custom;
 pub mod discovery;
 pub mod gc;
 pub mod hooks;

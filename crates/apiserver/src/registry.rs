@@ -138,6 +138,27 @@ use k8s_openapi::api::{
     discovery::v1 as discovery,
 };
 
+/// A Calico IPAM kind, cluster-scoped like Calico's CRDs.
+macro_rules! calico {
+    ($kind:literal, $plural:literal, $singular:literal, $ty:ty) => {
+        ResourceInfo {
+            group: "crd.projectcalico.org",
+            version: "v1",
+            kind: $kind,
+            plural: $plural,
+            singular: $singular,
+            namespaced: false,
+            short_names: &[],
+            categories: &[],
+            subresources: &[],
+            verbs: ALL_VERBS,
+            definition: concat!("org.projectcalico.crd.v1.", $kind),
+            normalize: crate::custom::normalize,
+            schema: schema::<$ty>,
+        }
+    };
+}
+
 /// Every served resource. Order is discovery order.
 pub static RESOURCES: &[ResourceInfo] = &[
     resource!(
@@ -349,6 +370,25 @@ pub static RESOURCES: &[ResourceInfo] = &[
         "io.k8s.api.discovery.v1.EndpointSlice",
         discovery::EndpointSlice
     ),
+    calico!(
+        "BlockAffinity",
+        "blockaffinities",
+        "blockaffinity",
+        crate::custom::BlockAffinity
+    ),
+    calico!(
+        "IPAMBlock",
+        "ipamblocks",
+        "ipamblock",
+        crate::custom::IpamBlock
+    ),
+    calico!(
+        "IPAMHandle",
+        "ipamhandles",
+        "ipamhandle",
+        crate::custom::IpamHandle
+    ),
+    calico!("IPPool", "ippools", "ippool", crate::custom::IpPool),
 ];
 
 /// The resource at `group`/`version` with plural name `plural`.
@@ -384,6 +424,7 @@ fn group_priority(group: &str) -> u32 {
         "apps" => 1,
         "discovery.k8s.io" => 2,
         "coordination.k8s.io" => 3,
+        "crd.projectcalico.org" => 4,
         _ => 100,
     }
 }

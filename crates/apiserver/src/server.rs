@@ -71,7 +71,7 @@ pub enum ServerError {
     Store(#[from] store::StoreError),
     #[error("TLS: {0}")]
     Tls(String),
-    #[error("listen on {addr}: {source}")]
+    #[error("listen on {addr}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,

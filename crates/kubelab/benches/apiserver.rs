@@ -16,7 +16,8 @@
 //! `BENCH_WRITES` [2000] creates and updates per client count, `BENCH_READS` [5000] gets per
 //! client count, `BENCH_PAGES` [200] list pages (limit=500) per client count, `BENCH_FULL_LISTS`
 //! [10] unpaginated lists of each kind, `BENCH_PODS` [10000] pods stored before reads and lists,
-//! `BENCH_SKIP_MEMORY=1` skips the in-memory server.
+//! `BENCH_SKIP_MEMORY=1` skips the in-memory server. The server runs with `--no-controllers`
+//! (the API server alone) unless `BENCH_CONTROLLERS=1`.
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -40,6 +41,7 @@ struct Settings {
     pods: usize,
     dir: Option<PathBuf>,
     skip_memory: bool,
+    controllers: bool,
 }
 
 impl Settings {
@@ -63,6 +65,7 @@ impl Settings {
             pods: env_count("BENCH_PODS", 10_000)?,
             dir: std::env::var_os("BENCH_DIR").map(PathBuf::from),
             skip_memory: std::env::var_os("BENCH_SKIP_MEMORY").is_some(),
+            controllers: std::env::var_os("BENCH_CONTROLLERS").is_some(),
         })
     }
 
@@ -89,7 +92,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(root: &Path, in_memory: bool) -> Result<Server> {
+    fn start(root: &Path, in_memory: bool, controllers: bool) -> Result<Server> {
         let data_dir = root.join("data");
         let kubeconfig = root.join("kubeconfig");
         let log = root.join("server.log");
@@ -106,6 +109,11 @@ impl Server {
             .stderr(std::fs::File::create(&log).context("server log")?);
         if in_memory {
             cmd.arg("--in-memory");
+        }
+        if !controllers {
+            // The API server alone: controllers (ReplicaSet, scheduler, ...) would react to
+            // every benchmark pod and fight the benchmark over the ReplicaSet's pods.
+            cmd.arg("--no-controllers");
         }
         let mut child = cmd.spawn().context("spawn kubelab server")?;
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -714,7 +722,7 @@ fn loadavg() -> String {
 
 async fn durable(settings: &Settings, root: &Path, report: &mut Report) -> Result<()> {
     println!("\n== SQLite store (durable) ==");
-    let mut server = Server::start(root, false)?;
+    let mut server = Server::start(root, false, settings.controllers)?;
     let (pool, owner_uid) = prepare(&server, settings.max_clients(), settings.pods).await?;
     let shared = Arc::new(Shared {
         next_pod: AtomicUsize::new(0),
@@ -801,7 +809,7 @@ async fn durable(settings: &Settings, root: &Path, report: &mut Report) -> Resul
 
 async fn in_memory(settings: &Settings, root: &Path, report: &mut Report) -> Result<()> {
     println!("\n== in-memory store (--in-memory, not durable) ==");
-    let mut server = Server::start(root, true)?;
+    let mut server = Server::start(root, true, settings.controllers)?;
     let (pool, owner_uid) = prepare(&server, settings.max_clients(), settings.pods).await?;
     let shared = Arc::new(Shared {
         next_pod: AtomicUsize::new(0),

@@ -48,6 +48,9 @@ struct ServerArgs {
     /// The certificates still live under `--data-dir`.
     #[arg(long, hide = true)]
     in_memory: bool,
+    /// Serve the API only, without the controllers and the scheduler.
+    #[arg(long)]
+    no_controllers: bool,
 }
 
 fn main() -> ExitCode {
@@ -95,8 +98,32 @@ async fn server(args: ServerArgs) -> Result<ExitCode> {
             .with_context(|| format!("writing kubeconfig {}", path.display()))?;
     }
     tracing::info!(address = %server.local_addr(), data_dir = %args.data_dir.display(), "serving the Kubernetes API");
+    let controllers = if args.no_controllers {
+        None
+    } else {
+        let client = self_client(&server.kubeconfig("kubelab"))
+            .await
+            .context("connecting the controllers")?;
+        Some(tokio::spawn(controllers::run(
+            client,
+            controllers::Config::default(),
+        )))
+    };
     server.run(shutdown_signal()).await;
+    if let Some(c) = controllers {
+        c.abort();
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A client of our own API server, authenticated as the admin, for the in-process controllers.
+async fn self_client(kubeconfig: &str) -> Result<kube::Client> {
+    let kc =
+        kube::config::Kubeconfig::from_yaml(kubeconfig).context("parsing our own kubeconfig")?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// Writes a file readable by its owner only: a kubeconfig holds the admin key.

@@ -35,6 +35,8 @@ pub fn kind_rules(group: &str, kind: &str) -> KindRules {
         ("", "Namespace") => (false, NameRule::Dns1123Label),
         ("", "Node") => (false, NameRule::Dns1123Subdomain),
         ("", "Service") => (true, NameRule::Dns1035Label),
+        // Calico's IPAM kinds are cluster-scoped custom resources.
+        ("crd.projectcalico.org", _) => (false, NameRule::Dns1123Subdomain),
         _ => (true, NameRule::Dns1123Subdomain),
     };
     KindRules {
