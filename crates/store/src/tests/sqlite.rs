@@ -4,11 +4,7 @@
 use super::{next_event, pod, resource_version};
 use crate::{EventKind, SqliteBackend, Store, StoreConfig, StoreError};
 use serde_json::json;
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 fn open(path: &Path, history_limit: usize) -> Store {
     let backend = SqliteBackend::open(path).expect("open sqlite backend");
@@ -188,116 +184,6 @@ async fn a_database_that_is_not_sqlite_is_an_error_not_a_panic() {
     ));
 }
 
-const CHILD_DB: &str = "KUBELAB_STORE_CRASH_CHILD_DB";
-const ACKNOWLEDGED: &str = "ACK";
+// Crash durability (SIGKILL during writes) is tested end to end against the real server in
+// crates/kubelab/tests/durability.rs, which kills and restarts the whole process.
 
-/// Runs in a child process of `every_acknowledged_write_survives_sigkill`: writes until killed
-/// and prints each acknowledged write. Not a test by itself, hence ignored.
-#[test]
-#[ignore = "child process of every_acknowledged_write_survives_sigkill"]
-fn crash_child() {
-    let Some(path) = std::env::var_os(CHILD_DB) else {
-        return;
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async move {
-        let store = Store::open_sqlite(Path::new(&path)).unwrap();
-        let writers: Vec<_> = (0..8)
-            .map(|writer| {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    // Bounded: the parent kills us long before this ends.
-                    let deadline = Instant::now() + Duration::from_secs(30);
-                    for i in 0..100_000 {
-                        if Instant::now() > deadline {
-                            break;
-                        }
-                        let key = format!("/registry/configmaps/crash/w{writer}-{i}");
-                        let entry = store
-                            .create(&key, json!({"metadata": {"name": key}}))
-                            .await
-                            .unwrap();
-                        let mut out = std::io::stdout().lock();
-                        writeln!(out, "{ACKNOWLEDGED} {key} {}", entry.rv).unwrap();
-                        out.flush().unwrap();
-                    }
-                })
-            })
-            .collect();
-        for writer in writers {
-            writer.await.unwrap();
-        }
-    });
-}
-
-#[tokio::test]
-async fn every_acknowledged_write_survives_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "tests::sqlite::crash_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DB, &path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut acknowledged = BTreeMap::new();
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let mut words = line.split(' ');
-            if words.next() == Some(ACKNOWLEDGED)
-                && let (Some(key), Some(Ok(rv))) =
-                    (words.next(), words.next().map(str::parse::<u64>))
-            {
-                acknowledged.insert(key.to_string(), rv);
-            }
-        }
-        acknowledged
-    });
-    // Kill once writes are flowing; waiting on the file keeps this independent of pipe timing.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let wal = std::fs::metadata(dir.path().join("state.db-wal"))
-            .map(|meta| meta.len())
-            .unwrap_or(0);
-        if wal > 200_000 || Instant::now() > deadline {
-            break;
-        }
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let acknowledged = reader.join().unwrap();
-    assert!(
-        acknowledged.len() > 50,
-        "the child acknowledged only {} writes",
-        acknowledged.len()
-    );
-
-    let store = Store::open_sqlite(&path).unwrap();
-    for (key, rv) in &acknowledged {
-        let entry = store
-            .get(key)
-            .unwrap_or_else(|| panic!("acknowledged {key} is missing"));
-        assert_eq!(entry.rv, *rv, "{key}");
-    }
-    let highest = acknowledged.values().max().copied().unwrap_or(0);
-    assert!(store.revision() >= highest);
-    assert_eq!(
-        store.create("/after-crash", json!({})).await.unwrap().rv,
-        store.revision()
-    );
-    store.close().await;
-}
