@@ -416,7 +416,7 @@ fn list(call: &Call<'_>) -> Result<Response, ApiError> {
             (rv, entries, Some(after))
         }
     };
-    let mut items: Vec<(Entry, Option<Value>)> = Vec::new();
+    let mut items: Vec<Entry> = Vec::new();
     let mut next_key = None;
     let mut remaining = 0usize;
     let table = tables::wants_table(&call.accept, &call.query);
@@ -424,26 +424,21 @@ fn list(call: &Call<'_>) -> Result<Response, ApiError> {
         if start_after.as_deref().is_some_and(|a| &*e.key <= a) {
             continue;
         }
-        let parsed = if selector.is_empty() && table.is_none() {
-            None
-        } else {
-            Some(object::parse(&e.value))
-        };
-        if let Some(p) = &parsed
-            && !selector.matches(p)
-        {
+        // Parsed only to filter; a Table is built later in bounded chunks, so thousands of
+        // parsed pods are never alive at once.
+        if !selector.is_empty() && !selector.matches(&object::parse(&e.value)) {
             continue;
         }
         if let Some(l) = limit
             && items.len() >= l
         {
             if next_key.is_none() {
-                next_key = items.last().map(|(e, _)| e.key.to_string());
+                next_key = items.last().map(|e| e.key.to_string());
             }
             remaining += 1;
             continue;
         }
-        items.push((e, parsed));
+        items.push(e);
     }
     let mut meta = Map::new();
     meta.insert("resourceVersion".into(), json!(list_rv.to_string()));
@@ -454,16 +449,22 @@ fn list(call: &Call<'_>) -> Result<Response, ApiError> {
         }
     }
     if let Some(include) = table {
-        let objs: Vec<Value> = items.into_iter().filter_map(|(_, p)| p).collect();
-        return Ok(json_response(
-            StatusCode::OK,
-            &tables::table(info, &objs, include, Value::Object(meta)),
-        ));
+        const CHUNK: usize = 256;
+        let mut table = tables::table(info, &[], include, Value::Object(meta));
+        let mut rows = Vec::with_capacity(items.len());
+        for chunk in items.chunks(CHUNK) {
+            let objs: Vec<Value> = chunk.iter().map(|e| object::parse(&e.value)).collect();
+            let part = tables::table_without_headers(info, &objs, include, Value::Null);
+            if let Some(Value::Array(r)) = part.get("rows") {
+                rows.extend(r.iter().cloned());
+            }
+        }
+        table["rows"] = Value::Array(rows);
+        return Ok(json_response(StatusCode::OK, &table));
     }
     // Splice stored bytes into the list without re-encoding each object: lists of thousands
     // of pods stay cheap.
-    let mut out =
-        Vec::with_capacity(items.iter().map(|(e, _)| e.value.len() + 1).sum::<usize>() + 256);
+    let mut out = Vec::with_capacity(items.iter().map(|e| e.value.len() + 1).sum::<usize>() + 256);
     out.extend_from_slice(
         format!(
             "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
@@ -473,7 +474,7 @@ fn list(call: &Call<'_>) -> Result<Response, ApiError> {
         )
         .as_bytes(),
     );
-    for (i, (e, _)) in items.iter().enumerate() {
+    for (i, e) in items.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }

@@ -10,12 +10,15 @@
 //!
 //! Every client is a closed loop on its own connection (it sends its next request when the
 //! previous one has been answered), like independent controllers; latency is measured in the
-//! client, from sending the request to having read the whole response body.
+//! client, from sending the request to having read the whole response body. A closed loop
+//! saturates the server, so its latency is mostly queueing (clients / throughput); the paced
+//! cases (open loop, a fixed total rate from all clients) show the latency below saturation.
 //!
 //! Sizes (environment variables, defaults in brackets): `BENCH_CLIENTS` [1,10,100],
-//! `BENCH_WRITES` [2000] creates and updates per client count, `BENCH_READS` [5000] gets per
+//! `BENCH_WRITES` [3000] creates and updates per client count, `BENCH_READS` [5000] gets per
 //! client count, `BENCH_PAGES` [200] list pages (limit=500) per client count, `BENCH_FULL_LISTS`
 //! [10] unpaginated lists of each kind, `BENCH_PODS` [10000] pods stored before reads and lists,
+//! `BENCH_PACED_RATE` [1000] requests/s of the paced write cases (all clients together),
 //! `BENCH_SKIP_MEMORY=1` skips the in-memory server. The server runs with `--no-controllers`
 //! (the API server alone) unless `BENCH_CONTROLLERS=1`.
 
@@ -42,6 +45,8 @@ struct Settings {
     dir: Option<PathBuf>,
     skip_memory: bool,
     controllers: bool,
+    /// Requests per second, in all, of the open-loop write cases.
+    paced_rate: f64,
 }
 
 impl Settings {
@@ -58,7 +63,7 @@ impl Settings {
         }
         Ok(Settings {
             clients,
-            writes: env_count("BENCH_WRITES", 2000)?,
+            writes: env_count("BENCH_WRITES", 3000)?,
             reads: env_count("BENCH_READS", 5000)?,
             pages: env_count("BENCH_PAGES", 200)?,
             full_lists: env_count("BENCH_FULL_LISTS", 10)?,
@@ -66,6 +71,7 @@ impl Settings {
             dir: std::env::var_os("BENCH_DIR").map(PathBuf::from),
             skip_memory: std::env::var_os("BENCH_SKIP_MEMORY").is_some(),
             controllers: std::env::var_os("BENCH_CONTROLLERS").is_some(),
+            paced_rate: env_count("BENCH_PACED_RATE", 1000)?.max(1) as f64,
         })
     }
 
@@ -371,6 +377,7 @@ async fn client_loop(
     client: usize,
     count: usize,
     shared: Arc<Shared>,
+    pace: Option<(tokio::time::Instant, Duration)>,
 ) -> Result<(Vec<Duration>, usize, Option<String>, usize)> {
     let mut latencies = Vec::with_capacity(count);
     let mut errors = 0;
@@ -436,6 +443,9 @@ async fn client_loop(
                 )
             }
         };
+        if let Some((first, interval)) = pace {
+            tokio::time::sleep_until(first + interval * i as u32).await;
+        }
         let started = Instant::now();
         let result = api.send(method, &path, accept, body).await;
         latencies.push(started.elapsed());
@@ -478,16 +488,21 @@ async fn run_case(
     op: Op,
     clients: usize,
     total: usize,
+    rate: Option<f64>,
 ) -> Result<Sample> {
     server.ensure_running()?;
     let per_client = total.div_ceil(clients).max(1);
+    // Open loop: each client sends on its own schedule, the clients' schedules staggered,
+    // `rate` requests per second in all.
+    let interval = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
+    let now = tokio::time::Instant::now();
     let server_cpu = cpu_time(&format!("/proc/{}/stat", server.pid()));
     let client_cpu = cpu_time("/proc/self/stat");
     let started = Instant::now();
-    let loops = pool[..clients]
-        .iter()
-        .enumerate()
-        .map(|(client, api)| client_loop(api.clone(), op, client, per_client, shared.clone()));
+    let loops = pool[..clients].iter().enumerate().map(|(client, api)| {
+        let pace = interval.map(|i| (now + i.mul_f64(client as f64 / clients as f64), i));
+        client_loop(api.clone(), op, client, per_client, shared.clone(), pace)
+    });
     let results = futures::future::join_all(loops).await;
     let elapsed = started.elapsed();
     let mut sample = Sample {
@@ -600,6 +615,32 @@ fn memory(pid: u32) -> String {
     )
 }
 
+/// The data directory's size in MB, and its top-level files (state.db, its WAL) by size.
+fn disk_usage(dir: &Path) -> String {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| {
+                    let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                    format!(
+                        "{} {:.1}",
+                        e.file_name().to_string_lossy(),
+                        size as f64 / 1e6
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    format!(
+        "data dir {:.1} MB ({})",
+        dir_size(dir) as f64 / 1e6,
+        files.join(", ")
+    )
+}
+
 fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -677,7 +718,7 @@ async fn fill(
     let have = shared.next_pod.load(Ordering::Relaxed);
     if have < pods {
         let clients = pool.len().min(pods - have);
-        let s = run_case(server, pool, shared, Op::Create, clients, pods - have).await?;
+        let s = run_case(server, pool, shared, Op::Create, clients, pods - have, None).await?;
         println!(
             "  loaded {} more pods in {:.1} s ({:.0} creates/s, {} errors)",
             s.latencies.len(),
@@ -735,15 +776,24 @@ async fn durable(settings: &Settings, root: &Path, report: &mut Report) -> Resul
     );
     println!("{}", Report::header());
     for &c in &settings.clients {
-        let s = run_case(&mut server, &pool, &shared, Op::Create, c, settings.writes).await?;
+        let s = run_case(
+            &mut server,
+            &pool,
+            &shared,
+            Op::Create,
+            c,
+            settings.writes,
+            None,
+        )
+        .await?;
         report.add("create (SQLite)", c, &s);
     }
     let stored = fill(&mut server, &pool, &shared, settings.pods).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     println!(
-        "  memory with {stored} pods stored: {}; data dir {:.1} MB",
+        "  memory with {stored} pods stored: {}; {}",
         memory(server.pid()),
-        dir_size(&server.data_dir) as f64 / 1e6
+        disk_usage(&server.data_dir)
     );
     let shared = Arc::new(Shared {
         next_pod: AtomicUsize::new(stored),
@@ -755,11 +805,29 @@ async fn durable(settings: &Settings, root: &Path, report: &mut Report) -> Resul
         .await?;
     println!("  stored pod {} bytes", one.body.len());
     for &c in &settings.clients {
-        let s = run_case(&mut server, &pool, &shared, Op::Get, c, settings.reads).await?;
+        let s = run_case(
+            &mut server,
+            &pool,
+            &shared,
+            Op::Get,
+            c,
+            settings.reads,
+            None,
+        )
+        .await?;
         report.add("get", c, &s);
     }
     for &c in &settings.clients {
-        let s = run_case(&mut server, &pool, &shared, Op::Page, c, settings.pages).await?;
+        let s = run_case(
+            &mut server,
+            &pool,
+            &shared,
+            Op::Page,
+            c,
+            settings.pages,
+            None,
+        )
+        .await?;
         report.add("list limit=500", c, &s);
     }
     let s = run_case(
@@ -769,6 +837,7 @@ async fn durable(settings: &Settings, root: &Path, report: &mut Report) -> Resul
         Op::ListAll,
         1,
         settings.full_lists,
+        None,
     )
     .await?;
     report.add(&format!("list all {stored} (JSON)"), 1, &s);
@@ -787,6 +856,7 @@ async fn durable(settings: &Settings, root: &Path, report: &mut Report) -> Resul
         Op::ListTable,
         1,
         settings.full_lists,
+        None,
     )
     .await?;
     report.add(&format!("list all {stored} (Table)"), 1, &s);
@@ -796,14 +866,52 @@ async fn durable(settings: &Settings, root: &Path, report: &mut Report) -> Resul
     );
     println!("  memory after lists: {}", memory(server.pid()));
     for &c in &settings.clients {
-        let s = run_case(&mut server, &pool, &shared, Op::Update, c, settings.writes).await?;
+        let s = run_case(
+            &mut server,
+            &pool,
+            &shared,
+            Op::Update,
+            c,
+            settings.writes,
+            None,
+        )
+        .await?;
         report.add("update (SQLite)", c, &s);
     }
+    paced_writes(settings, &mut server, &pool, &shared, "SQLite", report).await?;
     println!(
-        "  memory at the end: {}; data dir {:.1} MB",
+        "  memory at the end: {}; {}",
         memory(server.pid()),
-        dir_size(&server.data_dir) as f64 / 1e6
+        disk_usage(&server.data_dir)
     );
+    Ok(())
+}
+
+/// Creates and updates from all clients at a steady total rate below saturation: the latency a
+/// write sees when the server is busy but not overloaded.
+async fn paced_writes(
+    settings: &Settings,
+    server: &mut Server,
+    pool: &[Api],
+    shared: &Arc<Shared>,
+    store: &str,
+    report: &mut Report,
+) -> Result<()> {
+    let clients = settings.max_clients();
+    let rate = settings.paced_rate;
+    for (op, verb) in [(Op::Create, "create"), (Op::Update, "update")] {
+        let s = run_case(
+            server,
+            pool,
+            shared,
+            op,
+            clients,
+            settings.writes,
+            Some(rate),
+        )
+        .await?;
+        report.add(&format!("{verb} at {rate:.0}/s ({store})"), clients, &s);
+    }
     Ok(())
 }
 
@@ -818,14 +926,33 @@ async fn in_memory(settings: &Settings, root: &Path, report: &mut Report) -> Res
     });
     println!("{}", Report::header());
     for &c in &settings.clients {
-        let s = run_case(&mut server, &pool, &shared, Op::Create, c, settings.writes).await?;
+        let s = run_case(
+            &mut server,
+            &pool,
+            &shared,
+            Op::Create,
+            c,
+            settings.writes,
+            None,
+        )
+        .await?;
         report.add("create (memory)", c, &s);
     }
     let stored = fill(&mut server, &pool, &shared, settings.pods).await?;
     for &c in &settings.clients {
-        let s = run_case(&mut server, &pool, &shared, Op::Update, c, settings.writes).await?;
+        let s = run_case(
+            &mut server,
+            &pool,
+            &shared,
+            Op::Update,
+            c,
+            settings.writes,
+            None,
+        )
+        .await?;
         report.add("update (memory)", c, &s);
     }
+    paced_writes(settings, &mut server, &pool, &shared, "memory", report).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     println!(
         "  memory with {stored} pods stored: {}",
