@@ -633,9 +633,26 @@ fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
 /// server-set metadata always come from the stored object.
 fn prepare_for_update(info: &ResourceInfo, mode: Mode, new: Value, old: &Value) -> Value {
     let mut out = match mode {
+        // Upstream's status strategies: the write keeps its status and metadata, the spec
+        // stays as stored (and the labels too, for the apps kinds).
         Mode::Status => {
-            let mut o = old.clone();
-            o["status"] = new.get("status").cloned().unwrap_or(json!({}));
+            let mut o = new;
+            match old.get("spec") {
+                Some(spec) => o["spec"] = spec.clone(),
+                None => {
+                    if let Some(m) = o.as_object_mut() {
+                        m.remove("spec");
+                    }
+                }
+            }
+            if info.group == "apps" {
+                let labels = object::metadata(old).and_then(|m| m.get("labels")).cloned();
+                let m = object::metadata_mut(&mut o);
+                match labels {
+                    Some(l) => m.insert("labels".into(), l),
+                    None => m.remove("labels"),
+                };
+            }
             o
         }
         Mode::Main => {

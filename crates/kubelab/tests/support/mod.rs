@@ -403,3 +403,50 @@ impl TestServer {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 }
+
+impl TestServer {
+    /// Starts a fresh server with extra environment variables (e.g. the
+    /// `KUBELAB_NODE_MONITOR_GRACE_PERIOD` knob). `restart` does not pass them again.
+    pub fn start_with_env(envs: &[(&str, &str)]) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("server.log"))
+            .expect("log file");
+        let child = Command::new(kubelab_bin())
+            .args(["server", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen", "127.0.0.1:0", "--write-kubeconfig"])
+            .arg(&kubeconfig)
+            .env("KUBELAB_LOG", "info")
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn kubelab server");
+        let mut s = TestServer {
+            child: Some(child),
+            dir,
+            kubeconfig,
+            kubectl_bin: PathBuf::from("kubectl"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !s.kubeconfig.exists() {
+            assert!(
+                s.is_running(),
+                "kubelab server exited early; log:\n{}",
+                s.log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "kubelab server did not start; log:\n{}",
+                s.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s
+    }
+}
