@@ -226,22 +226,12 @@ fn log_age_bucket(t: Timestamp, now: Timestamp) -> i64 {
 }
 
 /// Orders by time (newer first), bucketing by logarithmic age and breaking ties by uid.
-fn compare_times(
-    a: Option<Timestamp>,
-    b: Option<Timestamp>,
-    a_pod: &Pod,
-    b_pod: &Pod,
-    now: Timestamp,
-) -> Ordering {
+fn compare_times(a: Option<Timestamp>, b: Option<Timestamp>, now: Timestamp) -> Ordering {
     match (a, b) {
-        (Some(ta), Some(tb)) => {
-            let diff = log_age_bucket(ta, now) - log_age_bucket(tb, now);
-            if diff == 0 {
-                a_pod.metadata.uid.cmp(&b_pod.metadata.uid)
-            } else {
-                diff.cmp(&0)
-            }
-        }
+        // Same log2 age bucket: equal here, so later criteria (and finally the uid) decide.
+        // Upstream breaks the tie by uid right away, which is not a total order across
+        // criteria; Rust's sort requires one.
+        (Some(ta), Some(tb)) => (log_age_bucket(ta, now) - log_age_bucket(tb, now)).cmp(&0),
         _ => after_or_zero(a, b),
     }
 }
@@ -312,7 +302,7 @@ pub fn compare_victims(a: &Pod, a_rank: usize, b: &Pod, b_rank: usize, now: Time
     if ra && rb {
         let (ta, tb) = (ready_since(a), ready_since(b));
         if ta != tb {
-            let by_ready = compare_times(ta, tb, a, b, now);
+            let by_ready = compare_times(ta, tb, now);
             if by_ready != Ordering::Equal {
                 return by_ready;
             }
@@ -330,9 +320,15 @@ pub fn compare_victims(a: &Pod, a_rank: usize, b: &Pod, b_rank: usize, now: Time
         b.metadata.creation_timestamp.as_ref().map(|t| t.0),
     );
     if ca != cb {
-        return compare_times(ca, cb, a, b, now);
+        let by_age = compare_times(ca, cb, now);
+        if by_age != Ordering::Equal {
+            return by_age;
+        }
     }
-    Ordering::Equal
+    a.metadata
+        .uid
+        .cmp(&b.metadata.uid)
+        .then_with(|| a.metadata.name.cmp(&b.metadata.name))
 }
 
 /// `spec.replicas`, defaulting to 1 as the API does.
@@ -1180,6 +1176,47 @@ mod tests {
         assert_eq!(
             names(&order),
             vec!["unassigned", "pending", "unready", "ready"]
+        );
+    }
+
+    /// Regression (issue 3): scaling 60 → 0 panicked because pods ready at different times in
+    /// one age bucket were ordered by uid before later criteria, which is not a total order.
+    #[test]
+    fn victim_order_is_a_total_order() {
+        let now = ts(100_000);
+        let mut pods = Vec::new();
+        for i in 0..24i64 {
+            let ready_at = if i % 3 == 0 {
+                None
+            } else {
+                Some(99_000 + (i % 5) * 7)
+            };
+            let mut p = on_node(
+                running(pod(&format!("p{i}"), 50_000 + (i % 4)), ready_at),
+                if i % 2 == 0 { "n1" } else { "n2" },
+            );
+            p.metadata.uid = Some(format!("uid-{}", (i * 7919) % 23));
+            pods.push(p);
+        }
+        for a in &pods {
+            for b in &pods {
+                for c in &pods {
+                    let ab = compare_victims(a, 0, b, 0, now);
+                    let bc = compare_victims(b, 0, c, 0, now);
+                    if ab == Ordering::Less && bc == Ordering::Less {
+                        assert_eq!(compare_victims(a, 0, c, 0, now), Ordering::Less);
+                    }
+                }
+                assert_eq!(
+                    compare_victims(a, 0, b, 0, now),
+                    compare_victims(b, 0, a, 0, now).reverse()
+                );
+            }
+        }
+        let refs: Vec<&Pod> = pods.iter().collect();
+        assert_eq!(
+            pods_to_delete(&refs, &refs, refs.len(), now).len(),
+            refs.len()
         );
     }
 

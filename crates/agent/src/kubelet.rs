@@ -1,0 +1,441 @@
+//! The pod lifecycle of a kubelet, independent of how containers run: watch the pods bound to
+//! this node, give each an address from the IPAM, have the [`ContainerRuntime`] start its
+//! containers, report status and events like upstream's kubelet, and on deletion stop them,
+//! release the address and remove the pod (`gracePeriodSeconds=0` with a uid precondition).
+//!
+//! The hollow node ([`crate::hollow`]) plugs in a runtime that runs nothing; the real node agent
+//! will plug in one that makes namespaces and processes. Neither changes this loop.
+//!
+//! Built on kube-runtime's `Controller`: level-triggered, one reconcile per pod at a time,
+//! nothing done before the initial list. What this process has started is remembered only to
+//! avoid repeating work between a status write and its watch event; after a restart the API's
+//! status is the truth (a Running pod with an IP is adopted as it is).
+
+use crate::ipamstore::ApiDatastore;
+use crate::podstatus::{self, StartedContainer, container_field_path};
+use controllers::events::{Recorder, object_reference};
+use futures::StreamExt;
+use ipam::{AutoAssignRequest, Ipam, IpamError};
+use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Prefix of pod address handles, as Calico's CNI plugin names them.
+pub const HANDLE_PREFIX: &str = "k8s-pod-network.";
+
+/// Why a runtime could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RuntimeError(pub String);
+
+/// How containers run on this node. The pod lifecycle calls it in order: `create_sandbox` once
+/// the pod has its addresses, `start_container` per container (init containers first), and
+/// `stop_pod` when the pod is deleted. Each call must be idempotent: after a crash the
+/// lifecycle may ask again.
+pub trait ContainerRuntime: Send + Sync + 'static {
+    /// `runtime` in `<runtime>://<id>` container IDs.
+    fn name(&self) -> &str;
+    fn create_sandbox(
+        &self,
+        pod: &Pod,
+        ips: &[IpAddr],
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn start_container(
+        &self,
+        pod: &Pod,
+        container: &Container,
+    ) -> impl Future<Output = Result<StartedContainer, RuntimeError>> + Send;
+    fn stop_pod(&self, pod: &Pod) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+}
+
+/// What the pod lifecycle needs to know about its node.
+#[derive(Clone, Debug)]
+pub struct KubeletConfig {
+    pub node_name: String,
+    /// `status.hostIP` of its pods.
+    pub host_ip: IpAddr,
+    /// How often leaked pod addresses (pods deleted behind the kubelet's back) are looked for.
+    pub address_sweep_interval: Duration,
+}
+
+/// Errors of one reconcile; each is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeletError {
+    #[error("API: {0}")]
+    Api(#[from] kube::Error),
+    #[error("IPAM: {0}")]
+    Ipam(#[from] IpamError),
+    #[error("runtime: {0}")]
+    Runtime(#[from] RuntimeError),
+    #[error("IPAM task: {0}")]
+    Task(String),
+    #[error("no pod address available for {0}")]
+    NoAddress(String),
+}
+
+/// One node's pod lifecycle.
+pub struct Kubelet<R> {
+    client: Client,
+    config: KubeletConfig,
+    runtime: R,
+    ipam: Arc<Ipam<ApiDatastore>>,
+    recorder: Recorder,
+    /// Pod uids this process has started: a reconcile that sees a stale (pre-Running) copy of
+    /// such a pod must not start it again. A std mutex, never held across an await.
+    started: Mutex<HashSet<String>>,
+}
+
+/// The address handle of a pod: one per pod instance (uid), so a re-created pod of the same
+/// name never inherits its predecessor's address.
+pub fn handle_id(pod_uid: &str) -> String {
+    format!("{HANDLE_PREFIX}{pod_uid}")
+}
+
+fn container_reference(pod: &Pod, container: &str, init: bool) -> ObjectReference {
+    ObjectReference {
+        field_path: Some(container_field_path(container, init)),
+        ..object_reference(pod)
+    }
+}
+
+fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+impl<R: ContainerRuntime> Kubelet<R> {
+    pub fn new(client: Client, config: KubeletConfig, runtime: R) -> Kubelet<R> {
+        let datastore = ApiDatastore::new(client.clone(), tokio::runtime::Handle::current());
+        let recorder = Recorder::new(client.clone(), "kubelet", Some(&config.node_name));
+        Kubelet {
+            client,
+            config,
+            runtime,
+            ipam: Arc::new(Ipam::new(datastore, ipam::IpamConfig::default())),
+            recorder,
+            started: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Runs the lifecycle of this node's pods until the future is dropped.
+    pub async fn run(self: Arc<Self>) {
+        self.claim_tunnel_address().await;
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let selector = format!("spec.nodeName={}", self.config.node_name);
+        let controller = Controller::new(pods, watcher::Config::default().fields(&selector));
+        let sweeper = tokio::spawn(self.clone().sweep_addresses());
+        controller
+            .run(
+                |pod, kubelet: Arc<Kubelet<R>>| async move { kubelet.reconcile(pod).await },
+                |pod, error, kubelet| {
+                    tracing::warn!(node = %kubelet.config.node_name, pod = %pod.name_any(), %error, "pod sync failed; retrying");
+                    Action::requeue(Duration::from_secs(2))
+                },
+                self.clone(),
+            )
+            .for_each(|_| async {})
+            .await;
+        sweeper.abort();
+    }
+
+    /// Calico in IPIP mode gives each node's tunl0 the first address of its first block
+    /// before any pod starts, which is why the course's pods begin at `.65`. Retries until the
+    /// pool exists (the lab creates it while the nodes start).
+    async fn claim_tunnel_address(&self) {
+        let mut backoff = Duration::from_millis(50);
+        for _ in 0..40 {
+            let ipam = self.ipam.clone();
+            let node = self.config.node_name.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                ipam.assign_tunnel_address(&node, ipam::TunnelType::Ipip)
+            })
+            .await;
+            match result {
+                Ok(Ok(ip)) => {
+                    tracing::info!(node = %self.config.node_name, %ip, "tunnel address assigned");
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(node = %self.config.node_name, error = %e, "tunnel address not yet assignable")
+                }
+                Err(e) => {
+                    tracing::debug!(node = %self.config.node_name, error = %e, "tunnel address task failed")
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+        tracing::warn!(node = %self.config.node_name, "no tunnel address; pods start without one");
+    }
+
+    async fn reconcile(&self, pod: Arc<Pod>) -> Result<Action, KubeletError> {
+        if pod.spec.as_ref().and_then(|s| s.node_name.as_deref())
+            != Some(self.config.node_name.as_str())
+        {
+            return Ok(Action::await_change());
+        }
+        if pod.metadata.deletion_timestamp.is_some() {
+            self.terminate(&pod).await?;
+            return Ok(Action::await_change());
+        }
+        let uid = pod.uid().unwrap_or_default();
+        let started_here = self
+            .started
+            .lock()
+            .map(|s| s.contains(&uid))
+            .unwrap_or(false);
+        if started_here || podstatus::is_running(&pod) || podstatus::is_finished(&pod) {
+            return Ok(Action::await_change());
+        }
+        self.start(&pod).await?;
+        Ok(Action::await_change())
+    }
+
+    async fn patch_status(
+        &self,
+        pod: &Pod,
+        status: &k8s_openapi::api::core::v1::PodStatus,
+    ) -> Result<(), KubeletError> {
+        let api: Api<Pod> =
+            Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+        // A merge patch replaces the lists (conditions, containerStatuses) with ours whole;
+        // the uid precondition keeps us from writing a re-created pod of the same name.
+        let patch = serde_json::json!({
+            "metadata": {"uid": pod.uid()},
+            "status": status,
+        });
+        api.patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// ContainerCreating → addresses → sandbox → containers → Running.
+    async fn start(&self, pod: &Pod) -> Result<(), KubeletError> {
+        let host_ip = self.config.host_ip;
+        self.patch_status(pod, &podstatus::creating_status(pod, host_ip, &now()))
+            .await?;
+        let ips = self.assign_addresses(pod).await?;
+        self.runtime.create_sandbox(pod, &ips).await?;
+        let spec = pod.spec.clone().unwrap_or_default();
+        let mut started = Vec::new();
+        let init = spec.init_containers.unwrap_or_default();
+        for (container, is_init) in init
+            .iter()
+            .map(|c| (c, true))
+            .chain(spec.containers.iter().map(|c| (c, false)))
+        {
+            started.push(self.start_container(pod, container, is_init).await?);
+        }
+        let status = podstatus::running_status(pod, host_ip, &ips, &started, &now());
+        // Remember before writing: the write's own watch event may arrive before this returns.
+        if let Ok(mut s) = self.started.lock() {
+            s.insert(pod.uid().unwrap_or_default());
+        }
+        if let Err(e) = self.patch_status(pod, &status).await {
+            if let Ok(mut s) = self.started.lock() {
+                s.remove(&pod.uid().unwrap_or_default());
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn start_container(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        init: bool,
+    ) -> Result<StartedContainer, KubeletError> {
+        let reference = container_reference(pod, &container.name, init);
+        let image = container.image.clone().unwrap_or_default();
+        // Images are built in (hollow: imaginary), so they are always present, as with
+        // imagePullPolicy IfNotPresent on a node that has them.
+        self.recorder
+            .normal(
+                &reference,
+                "Pulled",
+                &format!("Container image \"{image}\" already present on machine"),
+            )
+            .await;
+        let started = self.runtime.start_container(pod, container).await?;
+        self.recorder
+            .normal(
+                &reference,
+                "Created",
+                &format!("Created container: {}", container.name),
+            )
+            .await;
+        self.recorder
+            .normal(
+                &reference,
+                "Started",
+                &format!("Started container {}", container.name),
+            )
+            .await;
+        Ok(started)
+    }
+
+    /// The pod's addresses: those its handle already holds (a retried or restarted start),
+    /// else a new one from the node's blocks.
+    async fn assign_addresses(&self, pod: &Pod) -> Result<Vec<IpAddr>, KubeletError> {
+        let uid = pod.uid().unwrap_or_default();
+        let handle = handle_id(&uid);
+        let request = AutoAssignRequest {
+            attrs: BTreeMap::from([
+                ("namespace".to_string(), pod.namespace().unwrap_or_default()),
+                ("node".to_string(), self.config.node_name.clone()),
+                ("pod".to_string(), pod.name_any()),
+                ("timestamp".to_string(), jiff::Timestamp::now().to_string()),
+            ]),
+            ..AutoAssignRequest::one(&self.config.node_name, &handle)
+        };
+        let ipam = self.ipam.clone();
+        let ips = tokio::task::spawn_blocking(move || -> Result<Vec<IpAddr>, IpamError> {
+            let held = ipam.ips_by_handle(&request.handle_id)?;
+            if !held.is_empty() {
+                return Ok(held);
+            }
+            Ok(ipam.auto_assign(&request)?.ips)
+        })
+        .await
+        .map_err(|e| KubeletError::Task(e.to_string()))??;
+        if ips.is_empty() {
+            return Err(KubeletError::NoAddress(pod.name_any()));
+        }
+        Ok(ips)
+    }
+
+    async fn release_addresses(&self, pod_uid: &str) -> Result<usize, KubeletError> {
+        let ipam = self.ipam.clone();
+        let handle = handle_id(pod_uid);
+        Ok(
+            tokio::task::spawn_blocking(move || ipam.release_by_handle(&handle))
+                .await
+                .map_err(|e| KubeletError::Task(e.to_string()))??,
+        )
+    }
+
+    /// A pod marked for deletion: stop it, free its address, and remove it for good.
+    async fn terminate(&self, pod: &Pod) -> Result<(), KubeletError> {
+        let uid = pod.uid().unwrap_or_default();
+        let was_running = self
+            .started
+            .lock()
+            .map(|s| s.contains(&uid))
+            .unwrap_or(false)
+            || podstatus::is_running(pod);
+        if was_running {
+            for c in pod
+                .spec
+                .as_ref()
+                .map(|s| s.containers.as_slice())
+                .unwrap_or(&[])
+            {
+                self.recorder
+                    .normal(
+                        &container_reference(pod, &c.name, false),
+                        "Killing",
+                        &format!("Stopping container {}", c.name),
+                    )
+                    .await;
+            }
+        }
+        self.runtime.stop_pod(pod).await?;
+        self.release_addresses(&uid).await?;
+        let api: Api<Pod> =
+            Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&pod.name_any(), &params).await {
+            Ok(_) => {}
+            // Gone already, or a new pod of that name: either way this one is done.
+            Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Ok(mut s) = self.started.lock() {
+            s.remove(&uid);
+        }
+        Ok(())
+    }
+
+    /// One sweep. Blocks are read *before* the pods: an address is only ever assigned to a pod
+    /// that exists, so a handle seen in a block whose pod is missing from the list read
+    /// afterwards belongs to a deleted pod, never to one being started.
+    async fn sweep_once(&self) -> Result<usize, KubeletError> {
+        let ipam = self.ipam.clone();
+        let node = self.config.node_name.clone();
+        let candidates =
+            tokio::task::spawn_blocking(move || -> Result<HashSet<String>, IpamError> {
+                let mut uids = HashSet::new();
+                for block in ipam.blocks()? {
+                    for attr in &block.attributes {
+                        let uid = attr
+                            .handle_id
+                            .as_deref()
+                            .and_then(|h| h.strip_prefix(HANDLE_PREFIX));
+                        if let Some(uid) = uid
+                            && attr.secondary.get("node") == Some(&node)
+                        {
+                            uids.insert(uid.to_string());
+                        }
+                    }
+                }
+                Ok(uids)
+            })
+            .await
+            .map_err(|e| KubeletError::Task(e.to_string()))??;
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let selector = format!("spec.nodeName={}", self.config.node_name);
+        let live: HashSet<String> = pods
+            .list(&ListParams::default().fields(&selector))
+            .await?
+            .items
+            .iter()
+            .filter_map(|p| p.uid())
+            .collect();
+        let mut released = 0;
+        for uid in candidates.difference(&live) {
+            released += self.release_addresses(uid).await?;
+        }
+        if released > 0 {
+            tracing::info!(node = %self.config.node_name, released, "released addresses of deleted pods");
+        }
+        Ok(released)
+    }
+
+    /// Frees addresses whose pod no longer exists (deleted with `--force`, or while the
+    /// kubelet was down), as Calico's IPAM garbage collection does.
+    async fn sweep_addresses(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.config.address_sweep_interval);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.sweep_once().await {
+                tracing::warn!(node = %self.config.node_name, error = %e, "address sweep failed");
+            }
+        }
+    }
+}

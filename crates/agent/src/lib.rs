@@ -1,0 +1,19 @@
+//! kubelab's node agent. For now the hollow kubelet of `kubelab up --hollow`; the real agent
+//! (namespaces, routes, proxy) will reuse the node registration and the pod lifecycle.
+//!
+//! - [`node`]: the Node object, its status and the Lease heartbeat (pure builders + writers);
+//! - [`podstatus`]: pod status for each lifecycle stage (pure);
+//! - [`kubelet`]: the pod lifecycle loop over a [`kubelet::ContainerRuntime`];
+//! - [`hollow`]: a runtime that runs nothing, and a hollow node's entry point;
+//! - [`ipamstore`]: the IPAM's [`ipam::Datastore`] over the API server.
+//!
+//! **Invariant:** the agent holds nothing that cannot be rebuilt from the API server: a
+//! restarted agent adopts Running pods as they are and frees addresses of pods that are gone.
+
+pub mod hollow;
+pub mod ipamstore;
+pub mod kubelet;
+pub mod node;
+pub mod podstatus;
+
+pub use ipamstore::ApiDatastore;
