@@ -333,9 +333,7 @@ fn dockercoins(s: &TestServer) {
     // Turning rng into a DaemonSet, the course's way (strip server fields, change the kind).
     let mut rng = json(&s.ok(&["get", "deploy/rng", "-o", "json"]));
     rng["kind"] = "DaemonSet".into();
-    for f in ["status"] {
-        rng.as_object_mut().unwrap().remove(f);
-    }
+    rng.as_object_mut().unwrap().remove("status");
     let meta = rng["metadata"].as_object_mut().unwrap();
     for f in [
         "uid",

@@ -209,6 +209,21 @@ fn kind_name(value: &Value) -> &'static str {
     }
 }
 
+/// The `metadata.resourceVersion` of stored JSON, read without building a full value tree.
+pub(crate) fn resource_version_of(bytes: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(rename = "resourceVersion")]
+        resource_version: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Obj {
+        metadata: Option<Meta>,
+    }
+    let o: Obj = serde_json::from_slice(bytes).ok()?;
+    o.metadata?.resource_version?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,19 +289,4 @@ mod tests {
             Err(StoreError::Backend(_))
         ));
     }
-}
-
-/// The `metadata.resourceVersion` of stored JSON, read without building a full value tree.
-pub(crate) fn resource_version_of(bytes: &[u8]) -> Option<u64> {
-    #[derive(serde::Deserialize)]
-    struct Meta {
-        #[serde(rename = "resourceVersion")]
-        resource_version: Option<String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Obj {
-        metadata: Option<Meta>,
-    }
-    let o: Obj = serde_json::from_slice(bytes).ok()?;
-    o.metadata?.resource_version?.parse().ok()
 }

@@ -186,4 +186,3 @@ async fn a_database_that_is_not_sqlite_is_an_error_not_a_panic() {
 
 // Crash durability (SIGKILL during writes) is tested end to end against the real server in
 // crates/kubelab/tests/durability.rs, which kills and restarts the whole process.
-
