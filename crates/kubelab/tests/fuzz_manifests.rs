@@ -850,7 +850,7 @@ fn run<S: Strategy>(
 
 #[test]
 fn random_and_mutated_manifests_never_get_a_5xx_or_crash_the_server() {
-    let server = TestServer::start();
+    let server = TestServer::start_api_only();
     let api = server.api();
     let targets = targets(&server);
     let h = Harness {

@@ -14,6 +14,8 @@ pub struct TestServer {
     /// The kubectl to run: `kubectl` on PATH (the machine's dispatcher picks the release
     /// matching the server) unless a test pins one.
     pub kubectl_bin: PathBuf,
+    /// Extra flags for `kubelab server` (e.g. `--no-controllers`), kept across restarts.
+    pub server_args: Vec<&'static str>,
 }
 
 fn kubelab_bin() -> &'static str {
@@ -30,6 +32,23 @@ impl TestServer {
             dir,
             kubeconfig,
             kubectl_bin: PathBuf::from("kubectl"),
+            server_args: Vec::new(),
+        };
+        s.spawn();
+        s
+    }
+
+    /// A server without the controllers: for tests of the API server alone, whose random
+    /// objects (a Deployment of 100,000 replicas) must not set controllers to work.
+    pub fn start_api_only() -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        let mut s = TestServer {
+            child: None,
+            dir,
+            kubeconfig,
+            kubectl_bin: PathBuf::from("kubectl"),
+            server_args: vec!["--no-controllers"],
         };
         s.spawn();
         s
@@ -51,6 +70,7 @@ impl TestServer {
             .arg(self.data_dir())
             .args(["--listen", "127.0.0.1:0", "--write-kubeconfig"])
             .arg(&self.kubeconfig)
+            .args(&self.server_args)
             .env("KUBELAB_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -432,6 +452,7 @@ impl TestServer {
             dir,
             kubeconfig,
             kubectl_bin: PathBuf::from("kubectl"),
+            server_args: Vec::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !s.kubeconfig.exists() {
