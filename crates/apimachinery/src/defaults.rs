@@ -571,39 +571,7 @@ fn default_handler(h: &mut Map<String, Value>) {
 }
 
 fn default_volume(v: &mut Map<String, Value>) {
-    const SOURCES: &[&str] = &[
-        "hostPath",
-        "emptyDir",
-        "gcePersistentDisk",
-        "awsElasticBlockStore",
-        "gitRepo",
-        "secret",
-        "nfs",
-        "iscsi",
-        "glusterfs",
-        "persistentVolumeClaim",
-        "rbd",
-        "flexVolume",
-        "cinder",
-        "cephfs",
-        "flocker",
-        "downwardAPI",
-        "fc",
-        "azureFile",
-        "configMap",
-        "vsphereVolume",
-        "quobyte",
-        "azureDisk",
-        "photonPersistentDisk",
-        "projected",
-        "portworxVolume",
-        "scaleIO",
-        "storageos",
-        "csi",
-        "ephemeral",
-        "image",
-    ];
-    if !SOURCES
+    if !crate::validation::VOLUME_SOURCES
         .iter()
         .any(|s| v.get(*s).is_some_and(|x| !x.is_null()))
     {

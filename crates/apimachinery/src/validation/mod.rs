@@ -20,6 +20,7 @@ use crate::errors::FieldError;
 use crate::names::NameRule;
 
 pub use meta::{validate_object_meta, validate_object_meta_update};
+pub(crate) use pod::VOLUME_SOURCES;
 
 /// Scope and name rule of each kind served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

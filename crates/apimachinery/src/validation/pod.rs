@@ -22,7 +22,8 @@ pub(crate) enum SpecOwner {
     Template,
 }
 
-const VOLUME_SOURCES: &[&str] = &[
+/// The `Volume` source fields (one of them must be set); defaulting uses the same list.
+pub(crate) const VOLUME_SOURCES: &[&str] = &[
     "hostPath",
     "emptyDir",
     "gcePersistentDisk",

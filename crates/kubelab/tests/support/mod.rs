@@ -16,6 +16,8 @@ pub struct TestServer {
     pub kubectl_bin: PathBuf,
     /// Extra flags for `kubelab server` (e.g. `--no-controllers`), kept across restarts.
     pub server_args: Vec<&'static str>,
+    /// Extra environment for `kubelab server`, kept across restarts.
+    pub server_env: Vec<(String, String)>,
 }
 
 fn kubelab_bin() -> &'static str {
@@ -25,22 +27,22 @@ fn kubelab_bin() -> &'static str {
 impl TestServer {
     /// Starts a fresh server; panics (failing the test loudly) if it does not come up.
     pub fn start() -> TestServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let kubeconfig = dir.path().join("kubeconfig");
-        let mut s = TestServer {
-            child: None,
-            dir,
-            kubeconfig,
-            kubectl_bin: PathBuf::from("kubectl"),
-            server_args: Vec::new(),
-        };
-        s.spawn();
-        s
+        Self::start_configured(Vec::new(), &[])
     }
 
     /// A server without the controllers: for tests of the API server alone, whose random
     /// objects (a Deployment of 100,000 replicas) must not set controllers to work.
     pub fn start_api_only() -> TestServer {
+        Self::start_configured(vec!["--no-controllers"], &[])
+    }
+
+    /// Starts a fresh server with extra environment variables (e.g. the
+    /// `KUBELAB_NODE_MONITOR_GRACE_PERIOD` knob).
+    pub fn start_with_env(envs: &[(&str, &str)]) -> TestServer {
+        Self::start_configured(Vec::new(), envs)
+    }
+
+    fn start_configured(server_args: Vec<&'static str>, envs: &[(&str, &str)]) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let kubeconfig = dir.path().join("kubeconfig");
         let mut s = TestServer {
@@ -48,7 +50,11 @@ impl TestServer {
             dir,
             kubeconfig,
             kubectl_bin: PathBuf::from("kubectl"),
-            server_args: vec!["--no-controllers"],
+            server_args,
+            server_env: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.spawn();
         s
@@ -72,6 +78,11 @@ impl TestServer {
             .arg(&self.kubeconfig)
             .args(&self.server_args)
             .env("KUBELAB_LOG", "info")
+            .envs(
+                self.server_env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -421,53 +432,5 @@ impl TestServer {
         self.child
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-}
-
-impl TestServer {
-    /// Starts a fresh server with extra environment variables (e.g. the
-    /// `KUBELAB_NODE_MONITOR_GRACE_PERIOD` knob). `restart` does not pass them again.
-    pub fn start_with_env(envs: &[(&str, &str)]) -> TestServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let kubeconfig = dir.path().join("kubeconfig");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join("server.log"))
-            .expect("log file");
-        let child = Command::new(kubelab_bin())
-            .args(["server", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--listen", "127.0.0.1:0", "--write-kubeconfig"])
-            .arg(&kubeconfig)
-            .env("KUBELAB_LOG", "info")
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn kubelab server");
-        let mut s = TestServer {
-            child: Some(child),
-            dir,
-            kubeconfig,
-            kubectl_bin: PathBuf::from("kubectl"),
-            server_args: Vec::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !s.kubeconfig.exists() {
-            assert!(
-                s.is_running(),
-                "kubelab server exited early; log:\n{}",
-                s.log()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "kubelab server did not start; log:\n{}",
-                s.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        s
     }
 }
