@@ -116,6 +116,7 @@ pub async fn run(client: Client, config: HollowNodeConfig) {
             node_name: id.name.clone(),
             host_ip: id.internal_ip,
             address_sweep_interval: config.address_sweep_interval,
+            tunnel: Some(ipam::TunnelType::Ipip),
         },
         HollowRuntime,
     ));

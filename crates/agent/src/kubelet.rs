@@ -22,7 +22,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -31,10 +31,39 @@ use std::time::Duration;
 /// Prefix of pod address handles, as Calico's CNI plugin names them.
 pub const HANDLE_PREFIX: &str = "k8s-pod-network.";
 
-/// Why a runtime could not do what was asked.
+/// Why a runtime could not do what was asked. `reason` is the container's waiting reason
+/// upstream would show for it (`ErrImagePull`), if it is one the user should see.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct RuntimeError(pub String);
+#[error("{message}")]
+pub struct RuntimeError {
+    pub message: String,
+    pub reason: Option<&'static str>,
+}
+
+impl RuntimeError {
+    pub fn new(message: impl Into<String>) -> RuntimeError {
+        RuntimeError {
+            message: message.into(),
+            reason: None,
+        }
+    }
+
+    /// The image cannot be had: the container waits with `ErrImagePull`, then
+    /// `ImagePullBackOff`.
+    pub fn image_pull(message: impl Into<String>) -> RuntimeError {
+        RuntimeError {
+            message: message.into(),
+            reason: Some(ERR_IMAGE_PULL),
+        }
+    }
+}
+
+/// Upstream's waiting reasons for an image that cannot be pulled.
+pub const ERR_IMAGE_PULL: &str = "ErrImagePull";
+pub const IMAGE_PULL_BACK_OFF: &str = "ImagePullBackOff";
+/// The kubelet's image pull back-off: 10 s doubling to 300 s.
+const PULL_BACKOFF_INITIAL: Duration = Duration::from_secs(10);
+const PULL_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// How containers run on this node. The pod lifecycle calls it in order: `create_sandbox` once
 /// the pod has its addresses, `start_container` per container (init containers first), and
@@ -64,6 +93,9 @@ pub struct KubeletConfig {
     pub host_ip: IpAddr,
     /// How often leaked pod addresses (pods deleted behind the kubelet's back) are looked for.
     pub address_sweep_interval: Duration,
+    /// Claim this tunnel address for the node before any pod starts (as calico-node does),
+    /// unless the caller already has.
+    pub tunnel: Option<ipam::TunnelType>,
 }
 
 /// Errors of one reconcile; each is retried.
@@ -91,6 +123,8 @@ pub struct Kubelet<R> {
     /// Pod uids this process has started: a reconcile that sees a stale (pre-Running) copy of
     /// such a pod must not start it again. A std mutex, never held across an await.
     started: Mutex<HashSet<String>>,
+    /// Image pull back-off per pod uid: failed attempts and when to try again.
+    pull_backoff: Mutex<HashMap<String, (u32, tokio::time::Instant)>>,
 }
 
 /// The address handle of a pod: one per pod instance (uid), so a re-created pod of the same
@@ -125,12 +159,15 @@ impl<R: ContainerRuntime> Kubelet<R> {
             ipam: Arc::new(Ipam::new(datastore, ipam::IpamConfig::default())),
             recorder,
             started: Mutex::new(HashSet::new()),
+            pull_backoff: Mutex::new(HashMap::new()),
         }
     }
 
     /// Runs the lifecycle of this node's pods until the future is dropped.
     pub async fn run(self: Arc<Self>) {
-        self.claim_tunnel_address().await;
+        if let Some(tunnel) = self.config.tunnel {
+            self.claim_tunnel_address(tunnel).await;
+        }
         let pods: Api<Pod> = Api::all(self.client.clone());
         let selector = format!("spec.nodeName={}", self.config.node_name);
         let controller = Controller::new(pods, watcher::Config::default().fields(&selector));
@@ -152,13 +189,13 @@ impl<R: ContainerRuntime> Kubelet<R> {
     /// Calico in IPIP mode gives each node's tunl0 the first address of its first block
     /// before any pod starts, which is why the course's pods begin at `.65`. Retries until the
     /// pool exists (the lab creates it while the nodes start).
-    async fn claim_tunnel_address(&self) {
+    async fn claim_tunnel_address(&self, tunnel: ipam::TunnelType) {
         let mut backoff = Duration::from_millis(50);
         for _ in 0..40 {
             let ipam = self.ipam.clone();
             let node = self.config.node_name.clone();
             let result = tokio::task::spawn_blocking(move || {
-                ipam.assign_tunnel_address(&node, ipam::TunnelType::Ipip)
+                ipam.assign_tunnel_address(&node, tunnel)
             })
             .await;
             match result {
@@ -198,8 +235,7 @@ impl<R: ContainerRuntime> Kubelet<R> {
         if started_here || podstatus::is_running(&pod) || podstatus::is_finished(&pod) {
             return Ok(Action::await_change());
         }
-        self.start(&pod).await?;
-        Ok(Action::await_change())
+        self.start(&pod).await
     }
 
     async fn patch_status(
@@ -225,10 +261,24 @@ impl<R: ContainerRuntime> Kubelet<R> {
     }
 
     /// ContainerCreating → addresses → sandbox → containers → Running.
-    async fn start(&self, pod: &Pod) -> Result<(), KubeletError> {
+    async fn start(&self, pod: &Pod) -> Result<Action, KubeletError> {
         let host_ip = self.config.host_ip;
-        self.patch_status(pod, &podstatus::creating_status(pod, host_ip, &now()))
-            .await?;
+        let uid = pod.uid().unwrap_or_default();
+        let backoff = self.pull_backoff.lock().ok().and_then(|b| b.get(&uid).copied());
+        if let Some((_, retry_at)) = backoff
+            && retry_at > tokio::time::Instant::now()
+        {
+            return Ok(Action::requeue(retry_at - tokio::time::Instant::now()));
+        }
+        let has_status = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|c| !c.is_empty());
+        if !has_status {
+            self.patch_status(pod, &podstatus::creating_status(pod, host_ip, &now()))
+                .await?;
+        }
         let ips = self.assign_addresses(pod).await?;
         self.runtime.create_sandbox(pod, &ips).await?;
         let spec = pod.spec.clone().unwrap_or_default();
@@ -239,7 +289,16 @@ impl<R: ContainerRuntime> Kubelet<R> {
             .map(|c| (c, true))
             .chain(spec.containers.iter().map(|c| (c, false)))
         {
-            started.push(self.start_container(pod, container, is_init).await?);
+            match self.start_container(pod, container, is_init).await {
+                Ok(s) => started.push(s),
+                Err(KubeletError::Runtime(e)) if e.reason == Some(ERR_IMAGE_PULL) => {
+                    return self.image_pull_failed(pod, container, is_init, &ips, &e).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Ok(mut b) = self.pull_backoff.lock() {
+            b.remove(&uid);
         }
         let status = podstatus::running_status(pod, host_ip, &ips, &started, &now());
         // Remember before writing: the write's own watch event may arrive before this returns.
@@ -252,7 +311,76 @@ impl<R: ContainerRuntime> Kubelet<R> {
             }
             return Err(e);
         }
-        Ok(())
+        Ok(Action::await_change())
+    }
+
+    /// An image that cannot be had: `ErrImagePull` with upstream's events, then
+    /// `ImagePullBackOff` until the next attempt, 10 s doubling to 5 min later.
+    async fn image_pull_failed(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        init: bool,
+        ips: &[IpAddr],
+        error: &RuntimeError,
+    ) -> Result<Action, KubeletError> {
+        let uid = pod.uid().unwrap_or_default();
+        let image = container.image.clone().unwrap_or_default();
+        let reference = container_reference(pod, &container.name, init);
+        let attempts = self
+            .pull_backoff
+            .lock()
+            .ok()
+            .and_then(|b| b.get(&uid).map(|(n, _)| *n))
+            .unwrap_or(0)
+            + 1;
+        let delay = PULL_BACKOFF_INITIAL
+            .saturating_mul(1 << (attempts - 1).min(5))
+            .min(PULL_BACKOFF_MAX);
+        if let Ok(mut b) = self.pull_backoff.lock() {
+            b.insert(uid, (attempts, tokio::time::Instant::now() + delay));
+        }
+        self.recorder
+            .warning(
+                &reference,
+                "Failed",
+                &format!("Failed to pull image \"{image}\": {}", error.message),
+            )
+            .await;
+        self.recorder
+            .warning(&reference, "Failed", &format!("Error: {ERR_IMAGE_PULL}"))
+            .await;
+        let status = podstatus::waiting_status(
+            pod,
+            self.config.host_ip,
+            ips,
+            &container.name,
+            ERR_IMAGE_PULL,
+            &error.message,
+            &now(),
+        );
+        self.patch_status(pod, &status).await?;
+        // While backing off the container shows ImagePullBackOff, as upstream's does between
+        // attempts.
+        tokio::time::sleep(Duration::from_secs(1).min(delay)).await;
+        self.recorder
+            .normal(
+                &reference,
+                "BackOff",
+                &format!("Back-off pulling image \"{image}\""),
+            )
+            .await;
+        let status = podstatus::waiting_status(
+            pod,
+            self.config.host_ip,
+            ips,
+            &container.name,
+            IMAGE_PULL_BACK_OFF,
+            &format!("Back-off pulling image \"{image}\": {ERR_IMAGE_PULL}: {}", error.message),
+            &now(),
+        );
+        self.patch_status(pod, &status).await?;
+        Ok(Action::requeue(delay))
     }
 
     async fn start_container(

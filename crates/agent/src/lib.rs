@@ -5,7 +5,8 @@
 //! - [`podstatus`]: pod status for each lifecycle stage (pure);
 //! - [`kubelet`]: the pod lifecycle loop over a [`kubelet::ContainerRuntime`];
 //! - [`hollow`]: a runtime that runs nothing, and a hollow node's entry point;
-//! - [`ipamstore`]: the IPAM's [`ipam::Datastore`] over the API server.
+//! - [`ipamstore`]: the IPAM's [`ipam::Datastore`] over the API server;
+//! - [`netnode`]: a real node (pods as network namespaces, Calico's routes, built-in images).
 //!
 //! **Invariant:** the agent holds nothing that cannot be rebuilt from the API server: a
 //! restarted agent adopts Running pods as they are and frees addresses of pods that are gone.
@@ -13,6 +14,8 @@
 pub mod hollow;
 pub mod ipamstore;
 pub mod kubelet;
+pub mod logserver;
+pub mod netnode;
 pub mod node;
 pub mod podstatus;
 

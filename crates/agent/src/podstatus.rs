@@ -346,6 +346,45 @@ pub fn running_status(
     status
 }
 
+/// The status of a pod whose sandbox is up (it has its addresses) but one container cannot
+/// start: phase Pending, that container waiting with `reason` and `message` (say
+/// `ErrImagePull`), the others waiting in `ContainerCreating`.
+pub fn waiting_status(
+    pod: &Pod,
+    host_ip: IpAddr,
+    pod_ips: &[IpAddr],
+    container: &str,
+    reason: &str,
+    message: &str,
+    now: &Time,
+) -> PodStatus {
+    let mut status = creating_status(pod, host_ip, now);
+    status.conditions = Some(conditions(pod, true, false, now));
+    for s in status
+        .container_statuses
+        .iter_mut()
+        .chain(status.init_container_statuses.iter_mut())
+        .flatten()
+        .filter(|s| s.name == container)
+    {
+        s.state = Some(ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.into()),
+                message: Some(message.into()),
+            }),
+            ..Default::default()
+        });
+    }
+    status.pod_ip = pod_ips.first().map(IpAddr::to_string);
+    status.pod_ips = Some(
+        pod_ips
+            .iter()
+            .map(|ip| PodIP { ip: ip.to_string() })
+            .collect(),
+    );
+    status
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -359,7 +359,7 @@ pub async fn handle_with_warnings(call: &mut Call<'_>) -> Result<Response, ApiEr
         }
         (Verb::Update | Verb::Patch, Some("scale")) => update_scale(call).await,
         (Verb::Create, Some("binding")) => bind(call).await,
-        (Verb::Get, Some("log")) => crate::logs::pod_log(call),
+        (Verb::Get, Some("log")) => crate::logs::pod_log(call).await,
         _ => Err(ApiError::method_not_supported()),
     }
 }

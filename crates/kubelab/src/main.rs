@@ -25,17 +25,107 @@ enum Command {
     Up(UpArgs),
     /// Stop a lab and remove its state and kubeconfig entries.
     Down(DownArgs),
+    /// Run a command (default: a shell) inside a node of a lab, with its hostname.
+    Ssh(SshArgs),
+    /// Show each node's routing table, or predict it from cluster state, or compare both.
+    Routes(RoutesArgs),
+    /// Run a node agent (kubelet, CNI, route programmer) inside a node's namespace.
+    Agent(AgentArgs),
     /// The lab's background process, started by `up`.
     #[command(hide = true)]
     LabRun(LabRunArgs),
+    /// A container of a built-in image, started by an agent inside the pod's namespaces.
+    #[command(hide = true)]
+    Container(ContainerArgs),
+}
+
+#[derive(clap::Args)]
+struct SshArgs {
+    /// Name of the lab.
+    #[arg(long, default_value = lab::DEFAULT_NAME)]
+    name: String,
+    /// The node, e.g. kube-0.
+    node: String,
+    /// The command and its arguments (after `--`); a login shell if none.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct RoutesArgs {
+    /// Name of the lab.
+    #[arg(long, default_value = lab::DEFAULT_NAME)]
+    name: String,
+    /// Only this node.
+    node: Option<String>,
+    /// Compute the tables from cluster state alone (what Calico would write).
+    #[arg(long, conflicts_with = "check")]
+    predict: bool,
+    /// Compare prediction and kernel on every node; exit 1 on any difference.
+    #[arg(long)]
+    check: bool,
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// This node's name.
+    #[arg(long)]
+    node: String,
+    /// This node's address and subnet, e.g. 10.10.95.205/20.
+    #[arg(long)]
+    node_ip: String,
+    /// The node's default gateway.
+    #[arg(long)]
+    gateway: std::net::Ipv4Addr,
+    /// The node's network namespace (the agent runs inside it).
+    #[arg(long)]
+    netns: String,
+    /// Pod network namespaces are named this plus the pod's uid.
+    #[arg(long)]
+    pod_netns_prefix: String,
+    /// Kubeconfig of the API server.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Directory for the node's pods and logs.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// Register as the control plane (tainted NoSchedule).
+    #[arg(long)]
+    control_plane: bool,
+    /// Port of the kubelet API (logs).
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
+}
+
+#[derive(clap::Args)]
+struct ContainerArgs {
+    /// The image reference from the pod spec.
+    #[arg(long)]
+    image: String,
+    /// The container's log file (CRI format).
+    #[arg(long)]
+    log: PathBuf,
+    /// The container's `command`, one flag per element.
+    #[arg(long = "command", allow_hyphen_values = true)]
+    command: Vec<String>,
+    /// The container's `args`, one flag per element.
+    #[arg(long = "arg", allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 #[derive(clap::Args)]
 struct UpArgs {
     /// Hollow nodes (like kwok): no namespaces and no root; pods get addresses but run nothing.
-    /// The only mode for now.
     #[arg(long)]
     hollow: bool,
+    /// How pods reach pods on other nodes: ipip (default, as the course), vxlan, none (nodes on
+    /// one subnet only) or cross-subnet.
+    #[arg(long, value_parser = ["ipip", "vxlan", "none", "cross-subnet"])]
+    encapsulation: Option<String>,
+    /// A lab config file (YAML): sharedSubnet, poolCidr, blockSize, serviceCidr, nodeNames,
+    /// encapsulation.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Name of the lab; its kubectl context is `kubelab-NAME`.
     #[arg(long, default_value = lab::DEFAULT_NAME)]
     name: String,
@@ -65,6 +155,12 @@ struct LabRunArgs {
     workers: u32,
     #[arg(long)]
     state_dir: PathBuf,
+    #[arg(long)]
+    hollow: bool,
+    #[arg(long)]
+    encapsulation: Option<String>,
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -99,14 +195,20 @@ struct ServerArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // These replace the process or run a container: before any thread or logger exists.
+    let cli = match cli.command {
+        Command::Ssh(args) => return exit(ssh(args)),
+        Command::Container(args) => return container(args),
+        other => Cli { command: other },
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KUBELAB_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
-        // The lab's background process writes to lab.log: no colour codes there.
-        .with_ansi(!matches!(cli.command, Command::LabRun(_)))
+        // Lab processes write to log files: colour codes only on a terminal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli) {
         Ok(code) => code,
@@ -127,14 +229,153 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Up(args) => runtime.block_on(up(args)),
         Command::Down(args) => down(args),
         Command::LabRun(args) => runtime.block_on(lab_run(args)),
+        Command::Routes(args) => runtime.block_on(routes(args)),
+        Command::Agent(args) => runtime.block_on(agent(args)),
+        Command::Ssh(_) | Command::Container(_) => unreachable!("dispatched in main"),
     }
 }
 
+fn exit(result: Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kubelab: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Enters the node's network and UTS namespaces and execs the command there.
+fn ssh(args: SshArgs) -> Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let env = lab::LabEnv::from_process_env()?;
+    let record = lab::netlab::LabRecord::read(&env.state_dir(&args.name)).map_err(|_| {
+        anyhow::anyhow!(
+            "no lab of real nodes named {:?} is running (start one with `kubelab up`)",
+            args.name
+        )
+    })?;
+    let node = record.node(&args.node).ok_or_else(|| {
+        anyhow::anyhow!(
+            "lab {:?} has no node {:?}; its nodes are {}",
+            args.name,
+            args.node,
+            record
+                .nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    dataplane::netns::enter_current_thread(&dataplane::netns::path(&node.netns), Some(&node.uts))
+        .with_context(|| format!("entering node {}", node.name))?;
+    let mut command = match args.command.split_first() {
+        Some((program, rest)) => {
+            let mut c = std::process::Command::new(program);
+            c.args(rest);
+            c
+        }
+        None => {
+            let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/bash".into());
+            let mut c = std::process::Command::new(&shell);
+            c.arg("-l");
+            c
+        }
+    };
+    command.env("HOSTNAME", &node.name);
+    let error = command.exec();
+    Err(anyhow::anyhow!("running {:?}: {error}", args.command))
+}
+
+/// A container process: already inside its pod's namespaces; its output goes to its log.
+fn container(args: ContainerArgs) -> ExitCode {
+    let _shim = match images::logfile::install_shim(&args.log) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kubelab container: log {}: {e}", args.log.display());
+            return ExitCode::from(128);
+        }
+    };
+    let Some(image) = images::lookup(&args.image) else {
+        eprintln!("kubelab container: no built-in image {:?}", args.image);
+        return ExitCode::from(127);
+    };
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    images::run(&image, &args.image, &args.command, &args.args, &env)
+}
+
+async fn routes(args: RoutesArgs) -> Result<ExitCode> {
+    let env = lab::LabEnv::from_process_env()?;
+    let lab = lab::inspect::RunningLab::open(&env, &args.name)?;
+    let mode = if args.check {
+        lab::inspect::RoutesMode::Check
+    } else if args.predict {
+        lab::inspect::RoutesMode::Predict
+    } else {
+        lab::inspect::RoutesMode::Kernel
+    };
+    let (text, clean) = lab::inspect::routes(&lab, args.node.as_deref(), mode).await?;
+    print!("{text}");
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn agent(args: AgentArgs) -> Result<ExitCode> {
+    let (ip, prefix) = args
+        .node_ip
+        .split_once('/')
+        .context("--node-ip must be ADDRESS/PREFIX")?;
+    let config = agent::netnode::AgentConfig {
+        node: args.node,
+        node_ip: ip.parse().context("--node-ip address")?,
+        prefix_len: prefix.parse().context("--node-ip prefix")?,
+        gateway: args.gateway,
+        control_plane: args.control_plane,
+        netns: args.netns,
+        pod_netns_prefix: args.pod_netns_prefix,
+        state_dir: args.state_dir,
+        kubelet_port: args.kubelet_port,
+        program: std::env::current_exe().context("finding the kubelab executable")?,
+    };
+    let text = std::fs::read_to_string(&args.kubeconfig)
+        .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
+    let client = self_client(&text).await.context("connecting to the API server")?;
+    tokio::select! {
+        r = agent::netnode::run(client, config) => r?,
+        // SIGTERM leaves pods running, as a kubelet restart does.
+        _ = shutdown_signal() => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn up(args: UpArgs) -> Result<ExitCode> {
-    if !args.hollow {
+    // SAFETY: geteuid has no preconditions.
+    if !args.hollow && unsafe { libc::geteuid() } != 0 {
         anyhow::bail!(
-            "only hollow labs exist so far: run `kubelab up --hollow` (the namespace-based lab comes later)"
+            "a lab of real nodes makes network namespaces and needs root: run it with sudo, or use `kubelab up --hollow` (no namespaces, pods run nothing)"
         );
+    }
+    let encapsulation = args
+        .encapsulation
+        .as_deref()
+        .and_then(lab::topology::Encapsulation::parse);
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let config = lab::topology::parse_config(&text)
+            .with_context(|| format!("in {}", path.display()))?;
+        lab::topology::plan(&args.name, args.workers as usize, encapsulation, &config)?;
+    } else if !args.hollow {
+        lab::topology::plan(
+            &args.name,
+            args.workers as usize,
+            encapsulation,
+            &Default::default(),
+        )?;
     }
     let env = lab::LabEnv::from_process_env()?;
     let options = lab::UpOptions {
@@ -143,12 +384,19 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
         kubeconfig: args.kubeconfig,
         program: std::env::current_exe().context("finding the kubelab executable")?,
         timeout: std::time::Duration::from_secs(args.wait),
+        hollow: args.hollow,
+        encapsulation,
+        config: args.config.map(|p| std::path::absolute(&p).unwrap_or(p)),
     };
     let r = lab::up(&env, &options).await?;
+    if let Ok(steps) = std::fs::read_to_string(r.state_dir.join("steps")) {
+        print!("{steps}");
+    }
     println!(
-        "Lab \"{}\" is up: {} hollow nodes Ready ({} control plane, {} workers) in {:.1}s",
+        "Lab \"{}\" is up: {} {}nodes Ready ({} control plane, {} workers) in {:.1}s",
         r.name,
         r.nodes.len(),
+        if args.hollow { "hollow " } else { "" },
         r.nodes.first().map(String::as_str).unwrap_or("kube-0"),
         r.nodes.len().saturating_sub(1),
         r.elapsed.as_secs_f64()
@@ -207,6 +455,28 @@ fn down(args: DownArgs) -> Result<ExitCode> {
 }
 
 async fn lab_run(args: LabRunArgs) -> Result<ExitCode> {
+    if !args.hollow {
+        let config = match &args.config {
+            Some(path) => lab::topology::parse_config(
+                &std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            )?,
+            None => Default::default(),
+        };
+        let options = lab::netlab::NetRunOptions {
+            name: args.name,
+            workers: args.workers,
+            state_dir: args.state_dir,
+            encapsulation: args
+                .encapsulation
+                .as_deref()
+                .and_then(lab::topology::Encapsulation::parse),
+            config,
+            program: std::env::current_exe().context("finding the kubelab executable")?,
+        };
+        lab::netlab::run(options, shutdown_signal()).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let options = lab::RunOptions {
         name: args.name,
         workers: args.workers,

@@ -15,8 +15,11 @@
 //! **Invariant:** `down` signals only a process whose command line is this lab's `lab-run`
 //! ([`process::running_lab`]), and edits only the kubeconfig entries named `kubelab-<name>`.
 
+pub mod inspect;
 pub mod kubeconfig;
+pub mod netlab;
 pub mod process;
+pub mod topology;
 
 use serde_json::Value;
 use std::future::Future;
@@ -69,6 +72,8 @@ pub enum LabError {
     Client(String),
     #[error("lab kubeconfig: {0}")]
     LabKubeconfig(String),
+    #[error("lab network: {0}")]
+    Network(String),
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LabError + use<> {
@@ -185,6 +190,12 @@ pub struct UpOptions {
     pub program: PathBuf,
     /// How long to wait for every node to be Ready.
     pub timeout: Duration,
+    /// Hollow nodes (in one unprivileged process) instead of namespaces.
+    pub hollow: bool,
+    /// `--encapsulation` (real labs).
+    pub encapsulation: Option<topology::Encapsulation>,
+    /// `--config FILE` (real labs), already checked by the caller.
+    pub config: Option<PathBuf>,
 }
 
 /// What `up` did, for the CLI to print.
@@ -230,7 +241,20 @@ pub async fn up(env: &LabEnv, options: &UpOptions) -> Result<UpReport, LabError>
     std::fs::write(paths.pid(), format!("{pid}\n")).map_err(io("writing", &paths.pid()))?;
 
     let deadline = started + options.timeout;
-    let expected: Vec<String> = (0..=options.workers).map(|i| format!("kube-{i}")).collect();
+    let expected: Vec<String> = match &options.config {
+        Some(path) if !options.hollow => {
+            let text = std::fs::read_to_string(path).map_err(io("reading", path))?;
+            let config = topology::parse_config(&text)
+                .map_err(|e| LabError::Network(e.to_string()))?;
+            topology::plan(&options.name, options.workers as usize, options.encapsulation, &config)
+                .map_err(|e| LabError::Network(e.to_string()))?
+                .nodes
+                .into_iter()
+                .map(|n| n.name)
+                .collect()
+        }
+        _ => (0..=options.workers).map(|i| format!("kube-{i}")).collect(),
+    };
     let waited = wait_ready(&mut child, options, &paths, &expected, deadline).await;
     let (server, lab_config) = match waited {
         Ok(ok) => ok,
@@ -305,7 +329,17 @@ fn spawn_background(
         .arg("--workers")
         .arg(options.workers.to_string())
         .arg("--state-dir")
-        .arg(&paths.dir)
+        .arg(&paths.dir);
+    if options.hollow {
+        command.arg("--hollow");
+    }
+    if let Some(e) = options.encapsulation {
+        command.arg("--encapsulation").arg(e.as_str());
+    }
+    if let Some(c) = &options.config {
+        command.arg("--config").arg(c);
+    }
+    command
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
@@ -424,6 +458,10 @@ async fn ready_nodes(client: &kube::Client) -> Result<Vec<String>, kube::Error> 
 pub struct DownReport {
     pub name: String,
     pub stopped: process::Stopped,
+    /// Processes of the lab still alive after its `lab-run` stopped (killed now).
+    pub leftover_processes: usize,
+    /// Namespaces and namespace files removed because `lab-run` had not.
+    pub removed_network: Vec<String>,
     /// The kubeconfig the lab's entries were removed from, if any were there.
     pub kubeconfig_cleaned: Option<PathBuf>,
     pub state_removed: bool,
@@ -433,6 +471,8 @@ impl DownReport {
     /// Nothing of the lab existed.
     pub fn found_nothing(&self) -> bool {
         self.stopped == process::Stopped::NotRunning
+            && self.leftover_processes == 0
+            && self.removed_network.is_empty()
             && self.kubeconfig_cleaned.is_none()
             && !self.state_removed
     }
@@ -448,6 +488,9 @@ pub fn down(env: &LabEnv, name: &str, grace: Duration) -> Result<DownReport, Lab
             .map_err(io("stopping the lab process of", &paths.dir))?,
         None => process::Stopped::NotRunning,
     };
+    // A lab-run that was killed leaves its processes and namespaces: remove them too.
+    let leftover_processes = netlab::kill_marked(name, &paths.dir);
+    let removed_network = netlab::teardown(name, &paths.dir);
     let target = std::fs::read_to_string(paths.kubeconfig_target())
         .ok()
         .map(|s| PathBuf::from(s.trim()))
@@ -469,6 +512,8 @@ pub fn down(env: &LabEnv, name: &str, grace: Duration) -> Result<DownReport, Lab
     Ok(DownReport {
         name: name.to_string(),
         stopped,
+        leftover_processes,
+        removed_network,
         kubeconfig_cleaned,
         state_removed,
     })

@@ -1,0 +1,760 @@
+//! A real node: `kubelab agent` running inside its node's network namespace. It is the node's
+//! kubelet (pods are network namespaces wired like Calico's CNI plugin wires them, containers are
+//! built-in images run as processes inside them), Calico's calico-node (tunnel address, node
+//! annotations, the routes Felix programs, the tunnel device) and the kubelet's log API.
+//!
+//! Decisions are pure and live elsewhere: which routes this node needs is
+//! [`routing::node_table`] over what the API server says; [`dataplane`] carries them out.
+//! Everything is adopted after a restart: sandboxes and container processes are found by their
+//! names and pid files, routes are reconciled against the kernel, the tunnel device is
+//! persistent.
+
+use crate::kubelet::{ContainerRuntime, Kubelet, KubeletConfig, RuntimeError};
+use crate::node::{self, HeartbeatConfig, HostFacts, NodeCapacity, NodeIdentity};
+use crate::podstatus::{StartedContainer, container_id, image_id};
+use crate::{ApiDatastore, hollow::RUNTIME_NAME};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Client, ResourceExt};
+use routing::Encapsulation;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// The tunnel devices Calico names.
+pub const IPIP_DEVICE: &str = "tunl0";
+pub const VXLAN_DEVICE: &str = "vxlan.calico";
+/// Calico's VXLAN network identifier and port.
+pub const VXLAN_VNI: u32 = 4096;
+pub const VXLAN_PORT: u16 = 4789;
+
+/// Everything `kubelab agent` is told on its command line.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub node: String,
+    pub node_ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+    pub control_plane: bool,
+    /// This node's network namespace (the agent runs inside it).
+    pub netns: String,
+    /// Pod namespaces are this plus the pod's uid.
+    pub pod_netns_prefix: String,
+    /// The node's state: `pods/<uid>/` (pid files, UTS namespace) and `logs/`.
+    pub state_dir: PathBuf,
+    pub kubelet_port: u16,
+    /// The `kubelab` binary containers run.
+    pub program: PathBuf,
+}
+
+impl AgentConfig {
+    fn pods_dir(&self) -> PathBuf {
+        self.state_dir.join("pods")
+    }
+    fn logs_dir(&self) -> PathBuf {
+        self.state_dir.join("logs")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("API: {0}")]
+    Api(#[from] kube::Error),
+    #[error("dataplane: {0}")]
+    Dataplane(#[from] dataplane::DataplaneError),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn calico(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: "crd.projectcalico.org".into(),
+        version: "v1".into(),
+        api_version: "crd.projectcalico.org/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+/// Runs the node until the future is dropped.
+pub async fn run(client: Client, config: AgentConfig) -> Result<(), AgentError> {
+    let config = Arc::new(config);
+    let id = NodeIdentity {
+        name: config.node.clone(),
+        internal_ip: IpAddr::V4(config.node_ip),
+        control_plane: config.control_plane,
+        runtime_version: format!("{RUNTIME_NAME}://{}", env!("CARGO_PKG_VERSION")),
+        capacity: NodeCapacity::default(),
+    };
+    let host = HostFacts::detect();
+    let node_uid = retry("registering the node", || node::register(&client, &id, &host)).await;
+    tracing::info!(node = %config.node, "node registered");
+    let heartbeat = tokio::spawn(node::heartbeat(
+        client.clone(),
+        id.clone(),
+        host,
+        node_uid,
+        HeartbeatConfig::default(),
+    ));
+
+    let encapsulation = retry("reading the IP pool", || pool_encapsulation(&client)).await;
+    let ipam = Arc::new(ipam::Ipam::new(
+        ApiDatastore::new(client.clone(), tokio::runtime::Handle::current()),
+        ipam::IpamConfig::default(),
+    ));
+    let tunnel_type = match encapsulation {
+        Encapsulation::Ipip | Encapsulation::CrossSubnet => Some(ipam::TunnelType::Ipip),
+        Encapsulation::Vxlan | Encapsulation::VxlanCrossSubnet => Some(ipam::TunnelType::Vxlan),
+        Encapsulation::None => None,
+    };
+    let tunnel_ip = match tunnel_type {
+        Some(t) => Some(
+            retry("assigning the tunnel address", || {
+                let ipam = ipam.clone();
+                let node = config.node.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || ipam.assign_tunnel_address(&node, t))
+                        .await
+                        .map_err(|e| AgentError::Other(e.to_string()))?
+                        .map_err(|e| AgentError::Other(e.to_string()))
+                }
+            })
+            .await,
+        ),
+        None => None,
+    };
+    let tunnel_v4 = tunnel_ip.and_then(|ip| match ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
+    });
+    let vxlan_mac = vxlan_mac(&config.node);
+    annotate_node(&client, &config, encapsulation, tunnel_v4, &vxlan_mac).await;
+
+    let peers = match (encapsulation, tunnel_v4) {
+        (Encapsulation::Ipip | Encapsulation::CrossSubnet, Some(tip)) => {
+            Some(open_ipip(&config, tip).await?)
+        }
+        (Encapsulation::Vxlan | Encapsulation::VxlanCrossSubnet, Some(tip)) => {
+            open_vxlan(&config, tip, &vxlan_mac).await?;
+            None
+        }
+        _ => None,
+    };
+
+    let logs_listener =
+        tokio::net::TcpListener::bind((IpAddr::V4(config.node_ip), config.kubelet_port))
+            .await
+            .map_err(|e| AgentError::Other(format!("kubelet port {}: {e}", config.kubelet_port)))?;
+    let log_server = tokio::spawn(crate::logserver::serve(logs_listener, config.logs_dir()));
+    let routes = tokio::spawn(program_routes(client.clone(), config.clone(), peers));
+
+    let runtime = NetRuntime {
+        config: config.clone(),
+        mtu: mtu(encapsulation),
+    };
+    let sandbox_sweeper = tokio::spawn(sweep_sandboxes(client.clone(), runtime.clone()));
+    let kubelet = Arc::new(Kubelet::new(
+        client,
+        KubeletConfig {
+            node_name: config.node.clone(),
+            host_ip: IpAddr::V4(config.node_ip),
+            address_sweep_interval: Duration::from_secs(15),
+            tunnel: None,
+        },
+        runtime,
+    ));
+    kubelet.run().await;
+    heartbeat.abort();
+    log_server.abort();
+    routes.abort();
+    sandbox_sweeper.abort();
+    Ok(())
+}
+
+/// Retries `f` with a growing delay until it succeeds (the API server may still be starting).
+async fn retry<T, E: std::fmt::Display, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => tracing::debug!(error = %e, "{what}: retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn pool_encapsulation(client: &Client) -> Result<Encapsulation, AgentError> {
+    let pools: Api<DynamicObject> = Api::all_with(client.clone(), &calico("IPPool", "ippools"));
+    let list = pools.list(&Default::default()).await?;
+    let values: Vec<serde_json::Value> = list
+        .items
+        .iter()
+        .filter_map(|p| serde_json::to_value(p).ok())
+        .collect();
+    if values.is_empty() {
+        return Err(AgentError::Other("no IP pool yet".into()));
+    }
+    Ok(routing::cluster_from_objects(&[], &[], &values, &[]).encapsulation)
+}
+
+/// The pod interface MTU Calico picks for a 1500-byte underlay.
+fn mtu(e: Encapsulation) -> u32 {
+    match e {
+        Encapsulation::Ipip | Encapsulation::CrossSubnet => 1480,
+        Encapsulation::Vxlan | Encapsulation::VxlanCrossSubnet => 1450,
+        Encapsulation::None => 1500,
+    }
+}
+
+/// A stable, locally administered MAC for this node's vxlan.calico (Calico picks a random one
+/// and remembers it in the node's annotation; a name-derived one survives restarts by itself).
+fn vxlan_mac(node: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(node.as_bytes());
+    format!(
+        "66:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        d[0], d[1], d[2], d[3], d[4]
+    )
+}
+
+/// What calico-node writes on its Kubernetes Node in the Kubernetes datastore.
+async fn annotate_node(
+    client: &Client,
+    config: &AgentConfig,
+    encapsulation: Encapsulation,
+    tunnel: Option<Ipv4Addr>,
+    vxlan_mac: &str,
+) {
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(
+        "projectcalico.org/IPv4Address".into(),
+        format!("{}/{}", config.node_ip, config.prefix_len).into(),
+    );
+    annotations.insert("kubelab.dev/gateway".into(), config.gateway.to_string().into());
+    match (encapsulation, tunnel) {
+        (Encapsulation::Ipip | Encapsulation::CrossSubnet, Some(ip)) => {
+            annotations.insert("projectcalico.org/IPv4IPIPTunnelAddr".into(), ip.to_string().into());
+        }
+        (Encapsulation::Vxlan | Encapsulation::VxlanCrossSubnet, Some(ip)) => {
+            annotations.insert("projectcalico.org/IPv4VXLANTunnelAddr".into(), ip.to_string().into());
+            annotations.insert("projectcalico.org/IPv4VXLANTunnelMACAddr".into(), vxlan_mac.into());
+        }
+        _ => {}
+    }
+    let patch = serde_json::json!({"metadata": {"annotations": annotations}});
+    let nodes: Api<Node> = Api::all(client.clone());
+    retry("annotating the node", || {
+        let (nodes, patch, name) = (nodes.clone(), patch.clone(), config.node.clone());
+        async move {
+            nodes
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+        }
+    })
+    .await;
+}
+
+/// tunl0 as a persistent TUN device driven by our own IPIP encapsulation (this kernel may lack
+/// the ipip module), with the node's tunnel address.
+async fn open_ipip(
+    config: &AgentConfig,
+    tunnel_ip: Ipv4Addr,
+) -> Result<dataplane::ipip::PeerTable, AgentError> {
+    let tunnel = dataplane::ipip::IpipTunnel::open(IPIP_DEVICE, 1480)?;
+    let peers = tunnel.peers();
+    dataplane::ip::batch(
+        Some(&config.netns),
+        &format!("addr replace {tunnel_ip}/32 dev {IPIP_DEVICE}\nlink set {IPIP_DEVICE} up\n"),
+    )
+    .await?;
+    tokio::spawn(async move {
+        if let Err(e) = tunnel.run().await {
+            tracing::error!(error = %e, "IPIP encapsulation stopped");
+        }
+    });
+    Ok(peers)
+}
+
+async fn open_vxlan(config: &AgentConfig, tunnel_ip: Ipv4Addr, mac: &str) -> Result<(), AgentError> {
+    let exists = dataplane::ip::links(&config.netns)
+        .await?
+        .iter()
+        .any(|l| l.name == VXLAN_DEVICE);
+    let mut script = String::new();
+    if !exists {
+        script += &format!(
+            "link add {VXLAN_DEVICE} type vxlan id {VXLAN_VNI} dstport {VXLAN_PORT} dev eth0 local {} nolearning\n",
+            config.node_ip
+        );
+    }
+    script += &format!(
+        "link set {VXLAN_DEVICE} address {mac} mtu 1450\naddr replace {tunnel_ip}/32 dev {VXLAN_DEVICE}\nlink set {VXLAN_DEVICE} up\n"
+    );
+    dataplane::ip::batch(Some(&config.netns), &script).await?;
+    Ok(())
+}
+
+/// Keeps the kernel's routes (and the tunnel's peers) equal to what the cluster state says this
+/// node needs: reconciled on every change of nodes, blocks, pools or pods, and every 10 s to undo
+/// drift.
+async fn program_routes(
+    client: Client,
+    config: Arc<AgentConfig>,
+    peers: Option<dataplane::ipip::PeerTable>,
+) {
+    let changed = Arc::new(Notify::new());
+    let watch = |r: ApiResource| reflect(client.clone(), r, changed.clone());
+    let (nodes, w1) = watch(ApiResource::erase::<Node>(&()));
+    let (blocks, w2) = watch(calico("IPAMBlock", "ipamblocks"));
+    let (pools, w3) = watch(calico("IPPool", "ippools"));
+    let (pods, w4) = watch(ApiResource::erase::<Pod>(&()));
+    let _watchers = AbortOnDrop(vec![w1, w2, w3, w4]);
+    for s in [&nodes, &blocks, &pools, &pods] {
+        let _ = s.wait_until_ready().await;
+    }
+    loop {
+        let values = |s: &reflector::Store<DynamicObject>| -> Vec<serde_json::Value> {
+            s.state()
+                .iter()
+                .filter_map(|o| serde_json::to_value(o.as_ref()).ok())
+                .collect()
+        };
+        let cluster = routing::cluster_from_objects(
+            &values(&nodes),
+            &values(&blocks),
+            &values(&pools),
+            &values(&pods),
+        );
+        if let Err(e) = reconcile_routes(&config, &cluster, peers.as_ref()).await {
+            tracing::warn!(error = %e, "route reconcile failed");
+        }
+        tokio::select! {
+            _ = changed.notified() => {
+                // Let a burst of events settle into one reconcile.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+    }
+}
+
+/// Background tasks that end with their owner.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// A cache of every object of `resource`, and a task keeping it current that notifies
+/// `changed` on every event.
+fn reflect(
+    client: Client,
+    resource: ApiResource,
+    changed: Arc<Notify>,
+) -> (reflector::Store<DynamicObject>, tokio::task::JoinHandle<()>) {
+    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    let writer = reflector::store::Writer::new(resource);
+    let reader = writer.as_reader();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if event.is_ok() {
+                changed.notify_one();
+            }
+        }
+    });
+    (reader, task)
+}
+
+async fn reconcile_routes(
+    config: &AgentConfig,
+    cluster: &routing::Cluster,
+    peers: Option<&dataplane::ipip::PeerTable>,
+) -> Result<(), AgentError> {
+    if let Some(peers) = peers {
+        peers.set(routing::ipip_peers(cluster, &config.node));
+    }
+    if matches!(
+        cluster.encapsulation,
+        Encapsulation::Vxlan | Encapsulation::VxlanCrossSubnet
+    ) {
+        program_vxlan_peers(config, cluster).await?;
+    }
+    let desired = routing::node_table(cluster, &config.node);
+    let actual_json = dataplane::ip::routes_json(&config.netns).await?;
+    let actual = routing::parse_ip_json(&actual_json).map_err(|e| AgentError::Other(e.to_string()))?;
+    // A pod's /32 goes with its veth; deleting it here could only race a sandbox being made
+    // before its pod shows an address.
+    let lines: Vec<String> = routing::plan(&desired, &actual)
+        .into_iter()
+        .filter(|l| !(l.starts_with("route del") && l.contains(" dev cali")))
+        .collect();
+    if lines.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(changes = lines.len(), "programming routes");
+    let script = lines.join("\n") + "\n";
+    if let Err(e) = dataplane::ip::batch(Some(&config.netns), &script).await {
+        // One bad line (a device not there yet) must not hold back the rest.
+        tracing::debug!(error = %e, "route batch failed; applying line by line");
+        for line in &lines {
+            if let Err(e) = dataplane::ip::batch(Some(&config.netns), &format!("{line}\n")).await {
+                tracing::warn!(route = %line, error = %e, "cannot program route");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn program_vxlan_peers(
+    config: &AgentConfig,
+    cluster: &routing::Cluster,
+) -> Result<(), AgentError> {
+    for peer in routing::vxlan_peers(cluster, &config.node) {
+        dataplane::ip::batch(
+            Some(&config.netns),
+            &format!(
+                "neigh replace {} lladdr {} dev {VXLAN_DEVICE} nud permanent\n",
+                peer.tunnel_ip, peer.mac
+            ),
+        )
+        .await?;
+        let status = tokio::process::Command::new("bridge")
+            .args(["-n", &config.netns, "fdb", "replace", &peer.mac, "dev", VXLAN_DEVICE])
+            .args(["dst", &peer.node_ip.to_string(), "self", "permanent"])
+            .status()
+            .await
+            .map_err(|e| AgentError::Other(format!("bridge fdb: {e}")))?;
+        if !status.success() {
+            return Err(AgentError::Other(format!("bridge fdb replace {}: {status}", peer.mac)));
+        }
+    }
+    Ok(())
+}
+
+// ----- the container runtime ------------------------------------------------------------------
+
+/// Pods as network namespaces, containers as built-in images in processes.
+#[derive(Clone)]
+pub struct NetRuntime {
+    config: Arc<AgentConfig>,
+    mtu: u32,
+}
+
+fn pod_uid(pod: &Pod) -> String {
+    pod.uid().unwrap_or_default()
+}
+
+impl NetRuntime {
+    fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.config.pods_dir().join(uid)
+    }
+    fn pod_netns(&self, uid: &str) -> String {
+        format!("{}{uid}", self.config.pod_netns_prefix)
+    }
+    fn pid_file(&self, uid: &str, container: &str) -> PathBuf {
+        self.pod_dir(uid).join(format!("{container}.pid"))
+    }
+    fn log_path(&self, pod: &Pod, container: &str) -> PathBuf {
+        images::logfile::container_log_path(
+            &self.config.logs_dir(),
+            &pod.namespace().unwrap_or_default(),
+            &pod.name_any(),
+            &pod_uid(pod),
+            container,
+            0,
+        )
+    }
+
+    /// The live process of a container started earlier (by this or a previous agent).
+    fn running_pid(&self, uid: &str, container: &str, log: &Path) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.pid_file(uid, container))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let log = log.to_string_lossy();
+        let ours = cmdline
+            .split(|b| *b == 0)
+            .any(|arg| arg == log.as_bytes());
+        (ours && is_alive(pid)).then_some(pid)
+    }
+
+    /// Stops the processes and removes the sandbox of pod `uid`, whatever state it is in.
+    async fn remove_pod(&self, uid: &str, host_if: Option<&str>, grace: Duration) {
+        let dir = self.pod_dir(uid);
+        let mut pids = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let path = e.path();
+                if path.extension().is_some_and(|x| x == "pid")
+                    && let Some(pid) = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<u32>().ok())
+                    && is_container_process(pid, &self.config.state_dir)
+                {
+                    pids.push(pid);
+                }
+            }
+        }
+        for pid in &pids {
+            signal(*pid, libc::SIGTERM);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while pids.iter().any(|p| is_alive(*p)) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for pid in pids.iter().filter(|p| is_alive(**p)) {
+            signal(*pid, libc::SIGKILL);
+        }
+        let host_if = host_if.map(str::to_string).unwrap_or_default();
+        if let Err(e) =
+            dataplane::sandbox::teardown(&self.config.netns, &self.pod_netns(uid), &host_if).await
+        {
+            tracing::warn!(pod = uid, error = %e, "sandbox teardown failed");
+        }
+        let uts = dir.join("uts");
+        let _ = tokio::task::spawn_blocking(move || dataplane::netns::remove_ns_file(&uts)).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Ok(entries) = std::fs::read_dir(self.config.logs_dir()) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().ends_with(&format!("_{uid}")) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+}
+
+fn is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_some_and(|s| s != 'Z' && s != 'X'),
+        Err(_) => false,
+    }
+}
+
+/// Whether `pid` is a container process of this node (its command line names a log file under
+/// the node's state directory), so a reused pid is never signalled.
+fn is_container_process(pid: u32, state_dir: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let dir = state_dir.to_string_lossy();
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    args.get(1) == Some(&b"container".as_slice())
+        && args
+            .iter()
+            .any(|a| a.starts_with(dir.as_bytes()))
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) with plain integers.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+impl ContainerRuntime for NetRuntime {
+    fn name(&self) -> &str {
+        RUNTIME_NAME
+    }
+
+    async fn create_sandbox(&self, pod: &Pod, ips: &[IpAddr]) -> Result<(), RuntimeError> {
+        let uid = pod_uid(pod);
+        let ip = ips
+            .iter()
+            .find_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            })
+            .ok_or_else(|| RuntimeError::new("the pod has no IPv4 address"))?;
+        let network = dataplane::sandbox::PodNetwork {
+            node_netns: self.config.netns.clone(),
+            pod_netns: self.pod_netns(&uid),
+            host_if: routing::veth_name(&pod.namespace().unwrap_or_default(), &pod.name_any()),
+            ip,
+            mtu: self.mtu,
+        };
+        let dir = self.pod_dir(&uid);
+        std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::new(format!("{}: {e}", dir.display())))?;
+        dataplane::sandbox::setup(&network)
+            .await
+            .map_err(|e| RuntimeError::new(format!("setting up the pod network: {e}")))?;
+        let hostname = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.hostname.clone())
+            .unwrap_or_else(|| pod.name_any());
+        let uts = dir.join("uts");
+        tokio::task::spawn_blocking(move || dataplane::netns::create_uts(&uts, &hostname))
+            .await
+            .map_err(|e| RuntimeError::new(e.to_string()))?
+            .map_err(|e| RuntimeError::new(format!("pod hostname: {e}")))?;
+        Ok(())
+    }
+
+    async fn start_container(
+        &self,
+        pod: &Pod,
+        container: &Container,
+    ) -> Result<StartedContainer, RuntimeError> {
+        let uid = pod_uid(pod);
+        let image = container.image.clone().unwrap_or_default();
+        if images::lookup(&image).is_none() {
+            return Err(RuntimeError::image_pull(format!(
+                "failed to pull and unpack image \"{image}\": no built-in image of that name in kubelab"
+            )));
+        }
+        let log = self.log_path(pod, &container.name);
+        let started = |at: Time| StartedContainer {
+            name: container.name.clone(),
+            container_id: container_id(RUNTIME_NAME, &uid, &container.name),
+            image_id: image_id(&image),
+            started_at: at,
+        };
+        if self.running_pid(&uid, &container.name, &log).is_some() {
+            let at = std::fs::metadata(self.pid_file(&uid, &container.name))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| jiff::Timestamp::try_from(t).ok())
+                .unwrap_or_else(jiff::Timestamp::now);
+            return Ok(started(Time(at)));
+        }
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| RuntimeError::new(format!("{}: {e}", dir.display())))?;
+        }
+        let dir = self.pod_dir(&uid);
+        let fds = dataplane::netns::NsFds::open(
+            &dataplane::netns::path(&self.pod_netns(&uid)),
+            Some(&dir.join("uts")),
+        )
+        .map_err(|e| RuntimeError::new(format!("entering the pod: {e}")))?;
+        let mut cmd = std::process::Command::new(&self.config.program);
+        cmd.arg("container")
+            .arg("--image")
+            .arg(&image)
+            .arg("--log")
+            .arg(&log);
+        for c in container.command.iter().flatten() {
+            cmd.arg("--command").arg(c);
+        }
+        for a in container.args.iter().flatten() {
+            cmd.arg("--arg").arg(a);
+        }
+        cmd.env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "HOSTNAME",
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.hostname.clone())
+                    .unwrap_or_else(|| pod.name_any()),
+            );
+        if let Ok(marker) = std::env::var("KUBELAB_LAB") {
+            cmd.env("KUBELAB_LAB", marker);
+        }
+        for e in container.env.iter().flatten() {
+            if let Some(v) = &e.value {
+                cmd.env(&e.name, v);
+            }
+        }
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        fds.apply_to(&mut cmd);
+        let mut cmd = tokio::process::Command::from(cmd);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| RuntimeError::new(format!("starting container {}: {e}", container.name)))?;
+        let pid = child.id().unwrap_or_default();
+        std::fs::write(self.pid_file(&uid, &container.name), format!("{pid}\n"))
+            .map_err(|e| RuntimeError::new(format!("pid file: {e}")))?;
+        let name = container.name.clone();
+        let pod_name = pod.name_any();
+        // Reaps it when it exits (while this agent lives; afterwards `lab-run` does).
+        tokio::spawn(async move {
+            if let Ok(status) = child.wait().await {
+                tracing::info!(pod = %pod_name, container = %name, %status, "container exited");
+            }
+        });
+        Ok(started(Time(jiff::Timestamp::now())))
+    }
+
+    async fn stop_pod(&self, pod: &Pod) -> Result<(), RuntimeError> {
+        let grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
+            .clamp(0, 30);
+        let host_if = routing::veth_name(&pod.namespace().unwrap_or_default(), &pod.name_any());
+        self.remove_pod(
+            &pod_uid(pod),
+            Some(&host_if),
+            Duration::from_secs(grace as u64).min(Duration::from_secs(2)),
+        )
+        .await;
+        Ok(())
+    }
+}
+
+/// Removes sandboxes whose pod is gone from the API (deleted while this agent was down, or
+/// force-deleted): like the kubelet's housekeeping of orphaned pods.
+async fn sweep_sandboxes(client: Client, runtime: NetRuntime) {
+    let pods: Api<Pod> = Api::all(client);
+    let selector = format!("spec.nodeName={}", runtime.config.node);
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        // Directories first, then the pods: a sandbox made after the list is never taken for
+        // an orphan.
+        let dirs: Vec<String> = std::fs::read_dir(runtime.config.pods_dir())
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if dirs.is_empty() {
+            continue;
+        }
+        let Ok(list) = pods
+            .list(&kube::api::ListParams::default().fields(&selector))
+            .await
+        else {
+            continue;
+        };
+        let live: std::collections::HashSet<String> =
+            list.items.iter().filter_map(|p| p.uid()).collect();
+        for uid in dirs.iter().filter(|u| !live.contains(*u)) {
+            tracing::info!(pod = %uid, "removing the sandbox of a pod that is gone");
+            // The veth goes with the pod namespace; its name is not needed.
+            runtime.remove_pod(uid, None, Duration::from_millis(500)).await;
+        }
+    }
+}

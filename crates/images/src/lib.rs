@@ -1,0 +1,101 @@
+//! kubelab's built-in container images and the container log files a kubelet keeps.
+//!
+//! A lab node pulls nothing: an image reference names one of the programs compiled into
+//! kubelab ([`lookup`]), and a container is that program run inside the pod's network
+//! namespace ([`run`]). Each image behaves, on the wire and in its logs, like the official
+//! image it stands for, because that is what a networking course shows.
+//!
+//! - [`reference`]: parsing image references (`docker.io/library/nginx:1.27`);
+//! - [`nginx`]: the `nginx` image (the welcome page, 404s, the access log);
+//! - [`logfile`]: the CRI log format, the shim that writes it, and `kubectl logs`'s reader.
+//!
+//! **Invariant:** nothing here talks to the API server or knows about pods beyond the log
+//! directory layout; the node agent decides what runs where.
+
+pub mod logfile;
+pub mod nginx;
+pub mod reference;
+
+use std::process::ExitCode;
+
+pub use reference::Reference;
+
+/// A built-in image. Each variant has its own `run`; new images (redis, DockerCoins'
+/// services, a DNS server) become new variants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Image {
+    /// The official `nginx` image serving its default site on port 80.
+    Nginx,
+}
+
+impl Image {
+    /// The image's name on Docker Hub.
+    pub fn name(self) -> &'static str {
+        match self {
+            Image::Nginx => "nginx",
+        }
+    }
+}
+
+/// Which built-in image a reference names, whatever its tag, digest or Docker Hub spelling;
+/// `None` for images kubelab does not have (the kubelet reports `ErrImagePull`).
+pub fn lookup(image: &str) -> Option<Image> {
+    let reference = Reference::parse(image)?;
+    [Image::Nginx]
+        .into_iter()
+        .find(|i| reference.is_official(i.name()))
+}
+
+/// Runs a container of `image` in the calling process and returns its exit code; servers
+/// run until SIGTERM. `reference` is the pod's image string (its tag picks the version the
+/// image reports), `command`/`args`/`env` are the container's.
+pub fn run(
+    image: &Image,
+    reference: &str,
+    command: &[String],
+    args: &[String],
+    env: &[(String, String)],
+) -> ExitCode {
+    match image {
+        Image::Nginx => nginx::run(reference, command, args, env),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nginx_in_every_spelling() {
+        for r in [
+            "nginx",
+            "nginx:1.7.9",
+            "nginx:latest",
+            "nginx:1.27-alpine",
+            "docker.io/nginx:1.25",
+            "docker.io/library/nginx:1.27",
+            "library/nginx",
+            "index.docker.io/library/nginx",
+            "nginx@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(lookup(r), Some(Image::Nginx), "{r}");
+        }
+    }
+
+    #[test]
+    fn unknown_images() {
+        for r in [
+            "redis",
+            "nginxinc/nginx-unprivileged",
+            "quay.io/library/nginx",
+            "nginx-ingress",
+            "ghcr.io/nginx/nginx",
+            "NGINX",
+            "nginx:",
+            "",
+        ] {
+            assert_eq!(lookup(r), None, "{r}");
+        }
+    }
+}

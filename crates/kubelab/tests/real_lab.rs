@@ -1,0 +1,473 @@
+//! A lab of real nodes end to end, as root, with the real kubectl and curl: the course's
+//! "Routing Traffic with Calico" section command for command, route checks under pod churn, an
+//! agent killed with SIGKILL, and `down` leaving the host as it was.
+//!
+//! These tests need root and network namespaces (CI runs as root). They fail, loudly, when
+//! they cannot run: never skipped.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+use support::{eventually, fixture_str};
+
+fn kubelab_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_kubelab")
+}
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc_geteuid() };
+    assert_eq!(
+        uid, 0,
+        "the real-lab tests make network namespaces and must run as root (CI does)"
+    );
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A real lab in a temp dir; `down` runs on drop if the test did not get there.
+struct Lab {
+    dir: tempfile::TempDir,
+    name: String,
+    down_done: bool,
+}
+
+impl Lab {
+    fn up(name: &str, extra: &[&str]) -> Lab {
+        require_root();
+        let mut lab = Lab {
+            dir: tempfile::tempdir().expect("temp dir"),
+            name: name.to_string(),
+            down_done: false,
+        };
+        // A lab of this name left by an aborted earlier run would make `up` refuse.
+        let _ = lab.kubelab(&["down", "--name", name]);
+        let mut args = vec!["up", "--name", name];
+        args.extend_from_slice(extra);
+        let out = lab.kubelab(&args);
+        if !out.status.success() {
+            let log = lab.logs();
+            lab.down();
+            panic!(
+                "kubelab up failed: {}\n{}\n--- logs ---\n{log}",
+                text(&out),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        lab
+    }
+
+    fn home(&self) -> &Path {
+        self.dir.path()
+    }
+    fn state_dir(&self) -> PathBuf {
+        self.home().join("state").join(&self.name)
+    }
+
+    fn env(&self, c: &mut Command) {
+        c.env("HOME", self.home())
+            .env("KUBECONFIG", self.home().join("kube/config"))
+            .env("KUBELAB_STATE_DIR", self.home().join("state"))
+            .env_remove("XDG_STATE_HOME")
+            .env("KUBECACHEDIR", self.home().join("kubecache"))
+            .env("KUBELAB_LOG", "info")
+            .stdin(Stdio::null());
+    }
+
+    fn kubelab(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(kubelab_bin());
+        c.args(args);
+        self.env(&mut c);
+        c.output().expect("run kubelab")
+    }
+
+    /// Every log of the lab, for failure messages.
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        let dir = self.state_dir();
+        let mut files = vec![dir.join("lab.log")];
+        if let Ok(entries) = std::fs::read_dir(dir.join("logs")) {
+            files.extend(entries.flatten().map(|e| e.path()));
+        }
+        for f in files {
+            let t = std::fs::read_to_string(&f).unwrap_or_default();
+            let tail: Vec<&str> = t.lines().rev().take(40).collect();
+            all += &format!("== {}\n", f.display());
+            for l in tail.into_iter().rev() {
+                all += l;
+                all.push('\n');
+            }
+        }
+        all
+    }
+
+    fn ssh(&self, node: &str, cmd: &[&str]) -> Output {
+        let mut args = vec!["ssh", "--name", &self.name, node, "--"];
+        args.extend_from_slice(cmd);
+        self.kubelab(&args)
+    }
+
+    fn ssh_ok(&self, node: &str, cmd: &[&str]) -> String {
+        let out = self.ssh(node, cmd);
+        assert!(
+            out.status.success(),
+            "kubelab ssh {node} -- {cmd:?}: {}\n{}",
+            text(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text(&out)
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        let mut c = Command::new("kubectl");
+        c.args(["--context", &format!("kubelab-{}", self.name)]);
+        c.args(args);
+        self.env(&mut c);
+        c.output().expect("run kubectl")
+    }
+
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}\n{}",
+            text(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text(&out)
+    }
+
+    fn apply(&self, yaml: &str) {
+        let mut c = Command::new("kubectl");
+        c.args(["--context", &format!("kubelab-{}", self.name), "apply", "-f", "-"]);
+        self.env(&mut c);
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().expect("kubectl apply");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(yaml.as_bytes())
+            .expect("write manifest");
+        let out = child.wait_with_output().expect("kubectl apply");
+        assert!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// `(name, node, ip)` of Running pods with label `selector`.
+    fn running_pods(&self, selector: &str) -> Vec<(String, String, String)> {
+        let out = self.kubectl_ok(&[
+            "get",
+            "pods",
+            "-l",
+            selector,
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP} {.status.phase} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+        ]);
+        out.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (f.len() >= 4 && f[3] == "Running" && f.get(4).is_none_or(|d| d.is_empty()))
+                    .then(|| (f[0].to_string(), f[1].to_string(), f[2].to_string()))
+            })
+            .collect()
+    }
+
+    fn wait_running(&self, selector: &str, n: usize, timeout: Duration) -> Vec<(String, String, String)> {
+        eventually(timeout, || {
+            let pods = self.running_pods(selector);
+            (pods.len() == n).then_some(pods)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{n} pods {selector} not Running in time: {}\n{}",
+                self.kubectl_ok(&["get", "pods", "-o", "wide"]),
+                self.logs()
+            )
+        })
+    }
+
+    fn routes_check(&self) -> (bool, String) {
+        let out = self.kubelab(&["routes", "--name", &self.name, "--check"]);
+        (
+            out.status.success(),
+            format!("{}{}", text(&out), String::from_utf8_lossy(&out.stderr)),
+        )
+    }
+
+    fn pids(&self) -> BTreeMap<String, Option<u32>> {
+        let t = std::fs::read_to_string(self.state_dir().join("pids.json")).unwrap_or_default();
+        serde_json::from_str(&t).unwrap_or_default()
+    }
+
+    fn netns(&self) -> Vec<String> {
+        std::fs::read_dir("/run/netns")
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .filter(|n| n.starts_with(&format!("{}.", self.name)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Processes whose environment marks them as this lab's.
+    fn processes(&self) -> Vec<u32> {
+        let want = format!("KUBELAB_LAB={}@{}", self.name, self.state_dir().display());
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == want.as_bytes()))
+            })
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| !s.contains(") Z "))
+            })
+            .collect()
+    }
+
+    fn down(&mut self) -> Output {
+        self.down_done = true;
+        self.kubelab(&["down", "--name", &self.name])
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.down_done {
+            let _ = self.down();
+        }
+    }
+}
+
+fn host_state() -> (String, String, String) {
+    let run = |args: &[&str]| {
+        let o = Command::new(args[0]).args(&args[1..]).output().expect(args[0]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    (
+        run(&["ip", "route", "show", "table", "all"]),
+        run(&["ip", "-o", "link", "show"])
+            .lines()
+            .map(|l| l.split_once('@').map(|(a, _)| a).unwrap_or(l).split(':').nth(1).unwrap_or("").trim().to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        run(&["nft", "list", "ruleset"]),
+    )
+}
+
+/// sha1 over `<namespace>.<pod>`, with the machine's own sha1sum: Calico's veth name is
+/// `cali` + its first 11 hex digits.
+fn calico_veth(namespace: &str, pod: &str) -> String {
+    let mut child = Command::new("sha1sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha1sum");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{namespace}.{pod}").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!("cali{}", &String::from_utf8_lossy(&out.stdout)[..11])
+}
+
+/// The /26 block holding `ip` (the default pool's block size).
+fn block_of(ip: &str) -> String {
+    let a: std::net::Ipv4Addr = ip.parse().unwrap();
+    let n = u32::from(a) & !0x3f;
+    format!("{}/26", std::net::Ipv4Addr::from(n))
+}
+
+#[test]
+fn course_routing_section_command_for_command() {
+    let (routes_before, links_before, rules_before) = host_state();
+    let mut lab = Lab::up("klt-course", &[]);
+    let nodes = lab.kubectl_ok(&["get", "nodes"]);
+    for n in ["kube-0", "kube-1", "kube-2"] {
+        assert!(nodes.contains(n), "{nodes}");
+    }
+    // kube-0's host part of the course.
+    let kube0_routes = lab.ssh_ok("kube-0", &["ip", "route"]);
+    assert!(kube0_routes.contains("default via 10.10.64.1 dev eth0"), "{kube0_routes}");
+    assert!(
+        kube0_routes.contains("10.10.64.0/20 dev eth0 proto kernel scope link src 10.10.68.222"),
+        "{kube0_routes}"
+    );
+    assert_eq!(lab.ssh_ok("kube-1", &["hostname"]).trim(), "kube-1");
+
+    // 1-2. Redeploy the nginx Deployment and list the pods.
+    lab.apply(&fixture_str("deployment.yaml"));
+    let pods = lab.wait_running("app=nginx", 3, Duration::from_secs(60));
+    let ips: BTreeSet<&String> = pods.iter().map(|p| &p.2).collect();
+    assert_eq!(ips.len(), 3, "pod addresses are unique: {pods:?}");
+
+    // 3. describe shows the node with its address and the pod IP.
+    let (pod, node, ip) = pods.iter().find(|p| p.1 == "kube-1").unwrap_or(&pods[0]).clone();
+    let describe = lab.kubectl_ok(&["describe", "pods", &pod]);
+    let node_ip = if node == "kube-1" { "10.10.95.205" } else { "10.10.98.12" };
+    assert!(describe.contains(&format!("Node:             {node}/{node_ip}")), "{describe}");
+    assert!(describe.contains(&format!("IP:               {ip}")), "{describe}");
+
+    // 4. kube-0's table: each remote pod block via its node through tunl0, as Calico's Felix
+    //    programs it in IPIP mode.
+    let kube0_routes = lab.ssh_ok("kube-0", &["ip", "route"]);
+    for (_, n, ip) in &pods {
+        let via = if n == "kube-1" { "10.10.95.205" } else { "10.10.98.12" };
+        let want = format!("{} via {via} dev tunl0 proto 80 onlink", block_of(ip));
+        assert!(kube0_routes.contains(&want), "missing {want:?} in\n{kube0_routes}");
+    }
+    // kube-0 holds its tunnel address's block, though no pod runs there.
+    assert!(kube0_routes.contains("blackhole 192.168.145.64/26 proto 80"), "{kube0_routes}");
+
+    // 5-6. curl each pod from every node; the hosting node shows the blackhole and the /32
+    //      on the cali device with exactly Calico's name.
+    let mut curls: BTreeMap<String, usize> = BTreeMap::new();
+    for (pod, n, ip) in &pods {
+        let table = lab.ssh_ok(n, &["ip", "route"]);
+        let veth = calico_veth("default", pod);
+        assert!(
+            table.contains(&format!("{ip} dev {veth} scope link")),
+            "{n} lacks {ip} dev {veth}:\n{table}"
+        );
+        assert!(table.contains(&format!("blackhole {} proto 80", block_of(ip))), "{table}");
+        for from in ["kube-0", "kube-1", "kube-2"] {
+            let page = lab.ssh_ok(from, &["curl", "-s", "--max-time", "5", &format!("http://{ip}:80/")]);
+            assert!(page.contains("<title>Welcome to nginx!</title>"), "from {from} to {ip}: {page}");
+            *curls.entry(pod.clone()).or_default() += 1;
+        }
+    }
+
+    // 7. kubectl logs shows those requests with curl's user agent.
+    for (pod, _, _) in &pods {
+        let logs = lab.kubectl_ok(&["logs", pod]);
+        let lines = logs.lines().filter(|l| l.contains("\"GET / HTTP/1.1\" 200 ") && l.contains("\"curl/")).count();
+        assert_eq!(lines, curls[pod], "{pod} logs:\n{logs}");
+    }
+    let (clean, report) = lab.routes_check();
+    assert!(clean, "routes --check: {report}");
+
+    // An agent killed with SIGKILL comes back; pods keep their addresses and connectivity,
+    // and nothing is made twice.
+    let before_links = lab.ssh_ok("kube-1", &["ip", "-o", "link", "show"]);
+    let cali_before = before_links.lines().filter(|l| l.contains(": cali")).count();
+    let processes_before = lab.processes().len();
+    let old = lab.pids()["agent kube-1"].expect("agent kube-1 pid");
+    Command::new("kill").args(["-9", &old.to_string()]).status().unwrap();
+    eventually(Duration::from_secs(20), || {
+        lab.pids()["agent kube-1"].filter(|p| *p != old)
+    })
+    .expect("agent restarted");
+    // The restarted agent has reconciled (it re-registers the node and heartbeats).
+    std::thread::sleep(Duration::from_secs(2));
+    let after = lab.wait_running("app=nginx", 3, Duration::from_secs(30));
+    assert_eq!(after, pods, "pods and addresses unchanged after the agent restart");
+    for (_, _, ip) in &pods {
+        let page = lab.ssh_ok("kube-0", &["curl", "-s", "--max-time", "5", &format!("http://{ip}/")]);
+        assert!(page.contains("Welcome to nginx!"), "{ip} after restart: {page}");
+    }
+    let after_links = lab.ssh_ok("kube-1", &["ip", "-o", "link", "show"]);
+    assert_eq!(
+        after_links.lines().filter(|l| l.contains(": cali")).count(),
+        cali_before,
+        "{after_links}"
+    );
+    assert_eq!(lab.processes().len(), processes_before, "no process duplicated");
+    let (clean, report) = lab.routes_check();
+    assert!(clean, "routes --check after restart: {report}");
+
+    // down leaves nothing of the lab, and the host as it was.
+    let out = lab.down();
+    assert!(out.status.success(), "down: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(lab.netns(), Vec::<String>::new());
+    assert_eq!(lab.processes(), Vec::<u32>::new());
+    assert!(!lab.state_dir().exists());
+    let (routes_after, links_after, rules_after) = host_state();
+    assert_eq!(routes_after, routes_before);
+    assert_eq!(links_after, links_before);
+    assert_eq!(rules_after, rules_before);
+}
+
+#[test]
+fn routes_stay_exact_under_pod_churn() {
+    let mut lab = Lab::up("klt-churn", &["--workers", "2"]);
+    let mut manifest = String::new();
+    for i in 0..100 {
+        manifest += &format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: churn-{i}\n  labels:\n    app: churn\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: nginx\n    image: nginx\n"
+        );
+    }
+    lab.apply(&manifest);
+    let pods = lab.wait_running("app=churn", 100, Duration::from_secs(180));
+    let ips: BTreeSet<&String> = pods.iter().map(|p| &p.2).collect();
+    assert_eq!(ips.len(), 100, "no address given twice");
+    let (clean, report) = lab.routes_check();
+    assert!(clean, "routes --check with 100 pods: {report}");
+
+    // Delete in a scrambled order, in a few batches.
+    let mut names: Vec<String> = pods.iter().map(|p| p.0.clone()).collect();
+    names.sort_by_key(|n| {
+        let i: u64 = n.trim_start_matches("churn-").parse().unwrap_or(0);
+        (i * 7919) % 101
+    });
+    for chunk in names.chunks(25) {
+        let mut args = vec!["delete", "pod", "--wait=false"];
+        args.extend(chunk.iter().map(String::as_str));
+        lab.kubectl_ok(&args);
+    }
+    eventually(Duration::from_secs(120), || {
+        let left = lab.kubectl_ok(&["get", "pods", "-l", "app=churn", "-o", "name"]);
+        left.trim().is_empty().then_some(())
+    })
+    .unwrap_or_else(|| panic!("pods not gone\n{}", lab.logs()));
+    let clean = eventually(Duration::from_secs(20), || {
+        let (clean, report) = lab.routes_check();
+        clean.then_some(report)
+    });
+    assert!(clean.is_some(), "routes --check after deletion: {}", lab.routes_check().1);
+    for node in ["kube-0", "kube-1", "kube-2"] {
+        let links = lab.ssh_ok(node, &["ip", "-o", "link", "show"]);
+        assert!(!links.contains(": cali"), "{node} still has cali links:\n{links}");
+    }
+    assert_eq!(
+        lab.netns().iter().filter(|n| n.contains(".pod.")).count(),
+        0,
+        "pod namespaces left: {:?}",
+        lab.netns()
+    );
+    // Only the nodes' tunnel addresses remain allocated.
+    let blocks = lab.kubectl_ok(&["get", "ipamblocks.crd.projectcalico.org", "-o", "json"]);
+    let blocks: serde_json::Value = serde_json::from_str(&blocks).unwrap();
+    let handles: Vec<String> = blocks["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["spec"]["attributes"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["handle_id"].as_str().map(str::to_string))
+        .collect();
+    let allocated: usize = blocks["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["spec"]["allocations"].as_array().map(|a| a.iter().filter(|x| !x.is_null()).count()).unwrap_or(0))
+        .sum();
+    assert_eq!(allocated, 3, "only the 3 tunnel addresses stay allocated; handles {handles:?}");
+    let out = lab.down();
+    assert!(out.status.success());
+}
