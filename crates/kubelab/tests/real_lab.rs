@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-use support::{eventually, fixture_str};
+use support::{eventually, fixture};
 
 fn kubelab_bin() -> &'static str {
     env!("CARGO_BIN_EXE_kubelab")
@@ -313,7 +313,7 @@ fn course_routing_section_command_for_command() {
     assert_eq!(lab.ssh_ok("kube-1", &["hostname"]).trim(), "kube-1");
 
     // 1-2. Redeploy the nginx Deployment and list the pods.
-    lab.apply(&fixture_str("deployment.yaml"));
+    lab.apply(&std::fs::read_to_string(fixture("deployment.yaml")).unwrap());
     let pods = lab.wait_running("app=nginx", 3, Duration::from_secs(60));
     let ips: BTreeSet<&String> = pods.iter().map(|p| &p.2).collect();
     assert_eq!(ips.len(), 3, "pod addresses are unique: {pods:?}");
@@ -470,4 +470,57 @@ fn routes_stay_exact_under_pod_churn() {
     assert_eq!(allocated, 3, "only the 3 tunnel addresses stay allocated; handles {handles:?}");
     let out = lab.down();
     assert!(out.status.success());
+}
+
+/// Boots a lab with `args`, runs the course's Deployment, and checks that each pod answers
+/// from every node and that every node's table is as predicted; returns kube-0's table.
+fn pods_reachable_with(name: &str, args: &[&str]) -> (Lab, String, Vec<(String, String, String)>) {
+    let lab = Lab::up(name, args);
+    lab.apply(&std::fs::read_to_string(fixture("deployment.yaml")).unwrap());
+    let pods = lab.wait_running("app=nginx", 3, Duration::from_secs(60));
+    for (_, _, ip) in &pods {
+        for from in ["kube-0", "kube-1", "kube-2"] {
+            let page = lab.ssh_ok(from, &["curl", "-s", "--max-time", "5", &format!("http://{ip}/")]);
+            assert!(page.contains("Welcome to nginx!"), "{name}: {from} → {ip}: {page}");
+        }
+    }
+    let (clean, report) = lab.routes_check();
+    assert!(clean, "{name}: routes --check: {report}");
+    let table = lab.ssh_ok("kube-0", &["ip", "route"]);
+    (lab, table, pods)
+}
+
+#[test]
+fn vxlan_routes_through_vxlan_calico() {
+    let (mut lab, table, pods) = pods_reachable_with("klt-vxlan", &["--encapsulation", "vxlan"]);
+    let links = lab.ssh_ok("kube-1", &["ip", "-d", "link", "show", "vxlan.calico"]);
+    assert!(links.contains("vxlan id 4096") && links.contains("dstport 4789"), "{links}");
+    for (_, _, ip) in &pods {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&block_of(ip)))
+            .unwrap_or_else(|| panic!("no route for {ip} on kube-0:\n{table}"));
+        assert!(line.contains("dev vxlan.calico onlink"), "{line}");
+        assert!(!line.contains("proto"), "VXLAN block routes are protocol boot: {line}");
+    }
+    assert!(lab.down().status.success());
+}
+
+#[test]
+fn no_encapsulation_on_one_subnet_routes_via_eth0() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lab.yaml");
+    std::fs::write(&config, "sharedSubnet: true\n").unwrap();
+    let (mut lab, table, pods) = pods_reachable_with(
+        "klt-direct",
+        &["--encapsulation", "none", "--config", config.to_str().unwrap()],
+    );
+    assert!(table.contains("10.10.64.0/20 dev eth0 proto kernel scope link src 10.10.68.222"), "{table}");
+    for (_, node, ip) in &pods {
+        let via = if node == "kube-1" { "10.10.68.223" } else { "10.10.68.224" };
+        let want = format!("{} via {via} dev eth0 proto 80 onlink", block_of(ip));
+        assert!(table.contains(&want), "missing {want:?}:\n{table}");
+    }
+    assert!(!lab.ssh_ok("kube-0", &["ip", "link"]).contains("tunl0"));
+    assert!(lab.down().status.success());
 }
