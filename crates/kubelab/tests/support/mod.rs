@@ -2,6 +2,8 @@
 //! the real `kubectl` pointed at it through the kubeconfig the server writes.
 #![allow(dead_code)]
 
+pub mod reallab;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
