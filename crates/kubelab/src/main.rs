@@ -343,7 +343,9 @@ async fn agent(args: AgentArgs) -> Result<ExitCode> {
     };
     let text = std::fs::read_to_string(&args.kubeconfig)
         .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
-    let client = self_client(&text).await.context("connecting to the API server")?;
+    let client = self_client(&text)
+        .await
+        .context("connecting to the API server")?;
     tokio::select! {
         r = agent::netnode::run(client, config) => r?,
         // SIGTERM leaves pods running, as a kubelet restart does.
@@ -364,10 +366,10 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
         .as_deref()
         .and_then(lab::topology::Encapsulation::parse);
     if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let config = lab::topology::parse_config(&text)
-            .with_context(|| format!("in {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let config =
+            lab::topology::parse_config(&text).with_context(|| format!("in {}", path.display()))?;
         lab::topology::plan(&args.name, args.workers as usize, encapsulation, &config)?;
     } else if !args.hollow {
         lab::topology::plan(

@@ -49,7 +49,10 @@ fn course_routing_section_command_for_command() {
     }
     // kube-0's host part of the course.
     let kube0_routes = lab.ssh_ok("kube-0", &["ip", "route"]);
-    assert!(kube0_routes.contains("default via 10.10.64.1 dev eth0"), "{kube0_routes}");
+    assert!(
+        kube0_routes.contains("default via 10.10.64.1 dev eth0"),
+        "{kube0_routes}"
+    );
     assert!(
         kube0_routes.contains("10.10.64.0/20 dev eth0 proto kernel scope link src 10.10.68.222"),
         "{kube0_routes}"
@@ -63,22 +66,46 @@ fn course_routing_section_command_for_command() {
     assert_eq!(ips.len(), 3, "pod addresses are unique: {pods:?}");
 
     // 3. describe shows the node with its address and the pod IP.
-    let (pod, node, ip) = pods.iter().find(|p| p.1 == "kube-1").unwrap_or(&pods[0]).clone();
+    let (pod, node, ip) = pods
+        .iter()
+        .find(|p| p.1 == "kube-1")
+        .unwrap_or(&pods[0])
+        .clone();
     let describe = lab.kubectl_ok(&["describe", "pods", &pod]);
-    let node_ip = if node == "kube-1" { "10.10.95.205" } else { "10.10.98.12" };
-    assert!(describe.contains(&format!("Node:             {node}/{node_ip}")), "{describe}");
-    assert!(describe.contains(&format!("IP:               {ip}")), "{describe}");
+    let node_ip = if node == "kube-1" {
+        "10.10.95.205"
+    } else {
+        "10.10.98.12"
+    };
+    assert!(
+        describe.contains(&format!("Node:             {node}/{node_ip}")),
+        "{describe}"
+    );
+    assert!(
+        describe.contains(&format!("IP:               {ip}")),
+        "{describe}"
+    );
 
     // 4. kube-0's table: each remote pod block via its node through tunl0, as Calico's Felix
     //    programs it in IPIP mode.
     let kube0_routes = lab.ssh_ok("kube-0", &["ip", "route"]);
     for (_, n, ip) in &pods {
-        let via = if n == "kube-1" { "10.10.95.205" } else { "10.10.98.12" };
+        let via = if n == "kube-1" {
+            "10.10.95.205"
+        } else {
+            "10.10.98.12"
+        };
         let want = format!("{} via {via} dev tunl0 proto 80 onlink", block_of(ip));
-        assert!(kube0_routes.contains(&want), "missing {want:?} in\n{kube0_routes}");
+        assert!(
+            kube0_routes.contains(&want),
+            "missing {want:?} in\n{kube0_routes}"
+        );
     }
     // kube-0 holds its tunnel address's block, though no pod runs there.
-    assert!(kube0_routes.contains("blackhole 192.168.145.64/26 proto 80"), "{kube0_routes}");
+    assert!(
+        kube0_routes.contains("blackhole 192.168.145.64/26 proto 80"),
+        "{kube0_routes}"
+    );
 
     // 5-6. curl each pod from every node; the hosting node shows the blackhole and the /32
     //      on the cali device with exactly Calico's name.
@@ -90,10 +117,19 @@ fn course_routing_section_command_for_command() {
             table.contains(&format!("{ip} dev {veth} scope link")),
             "{n} lacks {ip} dev {veth}:\n{table}"
         );
-        assert!(table.contains(&format!("blackhole {} proto 80", block_of(ip))), "{table}");
+        assert!(
+            table.contains(&format!("blackhole {} proto 80", block_of(ip))),
+            "{table}"
+        );
         for from in ["kube-0", "kube-1", "kube-2"] {
-            let page = lab.ssh_ok(from, &["curl", "-s", "--max-time", "5", &format!("http://{ip}:80/")]);
-            assert!(page.contains("<title>Welcome to nginx!</title>"), "from {from} to {ip}: {page}");
+            let page = lab.ssh_ok(
+                from,
+                &["curl", "-s", "--max-time", "5", &format!("http://{ip}:80/")],
+            );
+            assert!(
+                page.contains("<title>Welcome to nginx!</title>"),
+                "from {from} to {ip}: {page}"
+            );
             *curls.entry(pod.clone()).or_default() += 1;
         }
     }
@@ -101,7 +137,10 @@ fn course_routing_section_command_for_command() {
     // 7. kubectl logs shows those requests with curl's user agent.
     for (pod, _, _) in &pods {
         let logs = lab.kubectl_ok(&["logs", pod]);
-        let lines = logs.lines().filter(|l| l.contains("\"GET / HTTP/1.1\" 200 ") && l.contains("\"curl/")).count();
+        let lines = logs
+            .lines()
+            .filter(|l| l.contains("\"GET / HTTP/1.1\" 200 ") && l.contains("\"curl/"))
+            .count();
         assert_eq!(lines, curls[pod], "{pod} logs:\n{logs}");
     }
     let (clean, report) = lab.routes_check();
@@ -110,10 +149,16 @@ fn course_routing_section_command_for_command() {
     // An agent killed with SIGKILL comes back; pods keep their addresses and connectivity,
     // and nothing is made twice.
     let before_links = lab.ssh_ok("kube-1", &["ip", "-o", "link", "show"]);
-    let cali_before = before_links.lines().filter(|l| l.contains(": cali")).count();
+    let cali_before = before_links
+        .lines()
+        .filter(|l| l.contains(": cali"))
+        .count();
     let processes_before = lab.processes().len();
     let old = lab.pids()["agent kube-1"].expect("agent kube-1 pid");
-    Command::new("kill").args(["-9", &old.to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-9", &old.to_string()])
+        .status()
+        .unwrap();
     eventually(Duration::from_secs(20), || {
         lab.pids()["agent kube-1"].filter(|p| *p != old)
     })
@@ -121,10 +166,19 @@ fn course_routing_section_command_for_command() {
     // The restarted agent has reconciled (it re-registers the node and heartbeats).
     std::thread::sleep(Duration::from_secs(2));
     let after = lab.wait_running("app=nginx", 3, Duration::from_secs(30));
-    assert_eq!(after, pods, "pods and addresses unchanged after the agent restart");
+    assert_eq!(
+        after, pods,
+        "pods and addresses unchanged after the agent restart"
+    );
     for (_, _, ip) in &pods {
-        let page = lab.ssh_ok("kube-0", &["curl", "-s", "--max-time", "5", &format!("http://{ip}/")]);
-        assert!(page.contains("Welcome to nginx!"), "{ip} after restart: {page}");
+        let page = lab.ssh_ok(
+            "kube-0",
+            &["curl", "-s", "--max-time", "5", &format!("http://{ip}/")],
+        );
+        assert!(
+            page.contains("Welcome to nginx!"),
+            "{ip} after restart: {page}"
+        );
     }
     let after_links = lab.ssh_ok("kube-1", &["ip", "-o", "link", "show"]);
     assert_eq!(
@@ -132,13 +186,21 @@ fn course_routing_section_command_for_command() {
         cali_before,
         "{after_links}"
     );
-    assert_eq!(lab.processes().len(), processes_before, "no process duplicated");
+    assert_eq!(
+        lab.processes().len(),
+        processes_before,
+        "no process duplicated"
+    );
     let (clean, report) = lab.routes_check();
     assert!(clean, "routes --check after restart: {report}");
 
     // down leaves nothing of the lab, and the host as it was.
     let out = lab.down();
-    assert!(out.status.success(), "down: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "down: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(lab.netns(), Vec::<String>::new());
     assert_eq!(lab.processes(), Vec::<u32>::new());
     assert!(!lab.state_dir().exists());
@@ -184,10 +246,17 @@ fn routes_stay_exact_under_pod_churn() {
         let (clean, report) = lab.routes_check();
         clean.then_some(report)
     });
-    assert!(clean.is_some(), "routes --check after deletion: {}", lab.routes_check().1);
+    assert!(
+        clean.is_some(),
+        "routes --check after deletion: {}",
+        lab.routes_check().1
+    );
     for node in ["kube-0", "kube-1", "kube-2"] {
         let links = lab.ssh_ok(node, &["ip", "-o", "link", "show"]);
-        assert!(!links.contains(": cali"), "{node} still has cali links:\n{links}");
+        assert!(
+            !links.contains(": cali"),
+            "{node} still has cali links:\n{links}"
+        );
     }
     assert_eq!(
         lab.netns().iter().filter(|n| n.contains(".pod.")).count(),
@@ -202,16 +271,29 @@ fn routes_stay_exact_under_pod_churn() {
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|b| b["spec"]["attributes"].as_array().cloned().unwrap_or_default())
+        .flat_map(|b| {
+            b["spec"]["attributes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .filter_map(|a| a["handle_id"].as_str().map(str::to_string))
         .collect();
     let allocated: usize = blocks["items"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| b["spec"]["allocations"].as_array().map(|a| a.iter().filter(|x| !x.is_null()).count()).unwrap_or(0))
+        .map(|b| {
+            b["spec"]["allocations"]
+                .as_array()
+                .map(|a| a.iter().filter(|x| !x.is_null()).count())
+                .unwrap_or(0)
+        })
         .sum();
-    assert_eq!(allocated, 3, "only the 3 tunnel addresses stay allocated; handles {handles:?}");
+    assert_eq!(
+        allocated, 3,
+        "only the 3 tunnel addresses stay allocated; handles {handles:?}"
+    );
     let out = lab.down();
     assert!(out.status.success());
 }
@@ -224,8 +306,14 @@ fn pods_reachable_with(name: &str, args: &[&str]) -> (Lab, String, Vec<(String, 
     let pods = lab.wait_running("app=nginx", 3, Duration::from_secs(60));
     for (_, _, ip) in &pods {
         for from in ["kube-0", "kube-1", "kube-2"] {
-            let page = lab.ssh_ok(from, &["curl", "-s", "--max-time", "5", &format!("http://{ip}/")]);
-            assert!(page.contains("Welcome to nginx!"), "{name}: {from} → {ip}: {page}");
+            let page = lab.ssh_ok(
+                from,
+                &["curl", "-s", "--max-time", "5", &format!("http://{ip}/")],
+            );
+            assert!(
+                page.contains("Welcome to nginx!"),
+                "{name}: {from} → {ip}: {page}"
+            );
         }
     }
     let (clean, report) = lab.routes_check();
@@ -238,14 +326,20 @@ fn pods_reachable_with(name: &str, args: &[&str]) -> (Lab, String, Vec<(String, 
 fn vxlan_routes_through_vxlan_calico() {
     let (mut lab, table, pods) = pods_reachable_with("klt-vxlan", &["--encapsulation", "vxlan"]);
     let links = lab.ssh_ok("kube-1", &["ip", "-d", "link", "show", "vxlan.calico"]);
-    assert!(links.contains("vxlan id 4096") && links.contains("dstport 4789"), "{links}");
+    assert!(
+        links.contains("vxlan id 4096") && links.contains("dstport 4789"),
+        "{links}"
+    );
     for (_, _, ip) in &pods {
         let line = table
             .lines()
             .find(|l| l.starts_with(&block_of(ip)))
             .unwrap_or_else(|| panic!("no route for {ip} on kube-0:\n{table}"));
         assert!(line.contains("dev vxlan.calico onlink"), "{line}");
-        assert!(!line.contains("proto"), "VXLAN block routes are protocol boot: {line}");
+        assert!(
+            !line.contains("proto"),
+            "VXLAN block routes are protocol boot: {line}"
+        );
     }
     assert!(lab.down().status.success());
 }
@@ -257,11 +351,23 @@ fn no_encapsulation_on_one_subnet_routes_via_eth0() {
     std::fs::write(&config, "sharedSubnet: true\n").unwrap();
     let (mut lab, table, pods) = pods_reachable_with(
         "klt-direct",
-        &["--encapsulation", "none", "--config", config.to_str().unwrap()],
+        &[
+            "--encapsulation",
+            "none",
+            "--config",
+            config.to_str().unwrap(),
+        ],
     );
-    assert!(table.contains("10.10.64.0/20 dev eth0 proto kernel scope link src 10.10.68.222"), "{table}");
+    assert!(
+        table.contains("10.10.64.0/20 dev eth0 proto kernel scope link src 10.10.68.222"),
+        "{table}"
+    );
     for (_, node, ip) in &pods {
-        let via = if node == "kube-1" { "10.10.68.223" } else { "10.10.68.224" };
+        let via = if node == "kube-1" {
+            "10.10.68.223"
+        } else {
+            "10.10.68.224"
+        };
         let want = format!("{} via {via} dev eth0 proto 80 onlink", block_of(ip));
         assert!(table.contains(&want), "missing {want:?}:\n{table}");
     }

@@ -67,7 +67,10 @@ fn calico(kind: &str, plural: &str) -> ApiResource {
     }
 }
 
-async fn list_values(client: &kube::Client, resource: &ApiResource) -> Result<Vec<Value>, LabError> {
+async fn list_values(
+    client: &kube::Client,
+    resource: &ApiResource,
+) -> Result<Vec<Value>, LabError> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), resource);
     let list = api
         .list(&Default::default())
@@ -94,7 +97,9 @@ pub async fn cluster_state(client: &kube::Client) -> Result<routing::Cluster, La
     .await?;
     let blocks = list_values(client, &calico("IPAMBlock", "ipamblocks")).await?;
     let pools = list_values(client, &calico("IPPool", "ippools")).await?;
-    Ok(routing::cluster_from_objects(&nodes, &blocks, &pools, &pods))
+    Ok(routing::cluster_from_objects(
+        &nodes, &blocks, &pools, &pods,
+    ))
 }
 
 /// The kernel's main table of a node, parsed.
@@ -153,7 +158,10 @@ pub async fn routes(
                     out += &format!("{}: {} routes, as predicted\n", n.name, desired.len());
                 } else {
                     clean = false;
-                    out += &format!("{}: differs from the prediction (+ missing, - unexpected):\n{diff}", n.name);
+                    out += &format!(
+                        "{}: differs from the prediction (+ missing, - unexpected):\n{diff}",
+                        n.name
+                    );
                     if !out.ends_with('\n') {
                         out.push('\n');
                     }

@@ -244,14 +244,19 @@ pub async fn up(env: &LabEnv, options: &UpOptions) -> Result<UpReport, LabError>
     let expected: Vec<String> = match &options.config {
         Some(path) if !options.hollow => {
             let text = std::fs::read_to_string(path).map_err(io("reading", path))?;
-            let config = topology::parse_config(&text)
-                .map_err(|e| LabError::Network(e.to_string()))?;
-            topology::plan(&options.name, options.workers as usize, options.encapsulation, &config)
-                .map_err(|e| LabError::Network(e.to_string()))?
-                .nodes
-                .into_iter()
-                .map(|n| n.name)
-                .collect()
+            let config =
+                topology::parse_config(&text).map_err(|e| LabError::Network(e.to_string()))?;
+            topology::plan(
+                &options.name,
+                options.workers as usize,
+                options.encapsulation,
+                &config,
+            )
+            .map_err(|e| LabError::Network(e.to_string()))?
+            .nodes
+            .into_iter()
+            .map(|n| n.name)
+            .collect()
         }
         _ => (0..=options.workers).map(|i| format!("kube-{i}")).collect(),
     };
@@ -339,10 +344,7 @@ fn spawn_background(
     if let Some(c) = &options.config {
         command.arg("--config").arg(c);
     }
-    command
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err);
+    command.stdin(Stdio::null()).stdout(log).stderr(log_err);
     // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent.
     unsafe {
         command.pre_exec(|| {

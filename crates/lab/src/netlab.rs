@@ -113,7 +113,10 @@ fn dp(e: dataplane::DataplaneError) -> LabError {
 /// Progress lines `up` prints: each step and how long it took.
 fn step(state_dir: &Path, started: Instant, what: &str) {
     use std::io::Write;
-    let line = format!("{:>6.0} ms  {what}\n", started.elapsed().as_secs_f64() * 1000.0);
+    let line = format!(
+        "{:>6.0} ms  {what}\n",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
     tracing::info!("{}", line.trim());
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
@@ -136,7 +139,8 @@ pub async fn build_network(t: &Topology, state_dir: &Path) -> Result<(), LabErro
         tokio::task::spawn_blocking(move || dataplane::netns::create(&name).map(|_| ()))
     });
     for r in futures::future::join_all(creations).await {
-        r.map_err(|e| LabError::Network(e.to_string()))?.map_err(dp)?;
+        r.map_err(|e| LabError::Network(e.to_string()))?
+            .map_err(dp)?;
     }
     for n in &t.nodes {
         let file = topology::uts_file(state_dir, &n.name);
@@ -191,7 +195,9 @@ pub fn teardown(name: &str, state_dir: &Path) -> Vec<String> {
     for mount in mounts_under(state_dir) {
         match dataplane::netns::remove_ns_file(&mount) {
             Ok(()) => removed.push(mount.display().to_string()),
-            Err(e) => tracing::warn!(file = %mount.display(), error = %e, "cannot remove namespace file"),
+            Err(e) => {
+                tracing::warn!(file = %mount.display(), error = %e, "cannot remove namespace file")
+            }
         }
     }
     removed
@@ -283,11 +289,9 @@ struct Supervised {
 
 impl Supervised {
     fn spawn(&mut self, program: &Path, marker_value: &str) -> Result<(), LabError> {
-        let fds = dataplane::netns::NsFds::open(
-            &dataplane::netns::path(&self.netns),
-            Some(&self.uts),
-        )
-        .map_err(dp)?;
+        let fds =
+            dataplane::netns::NsFds::open(&dataplane::netns::path(&self.netns), Some(&self.uts))
+                .map_err(dp)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -297,7 +301,10 @@ impl Supervised {
         let mut cmd = Command::new(program);
         cmd.args(&self.args)
             .env(MARKER_ENV, marker_value)
-            .env("KUBELAB_LOG", std::env::var("KUBELAB_LOG").unwrap_or("info".into()))
+            .env(
+                "KUBELAB_LOG",
+                std::env::var("KUBELAB_LOG").unwrap_or("info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
@@ -420,11 +427,7 @@ async fn run_lab(
         .map_err(crate::io("listening on", Path::new("127.0.0.1")))?
         .port();
     let target = SocketAddr::from((cp.ip, API_PORT));
-    let forwarder = tokio::spawn(forward(
-        listener,
-        dataplane::netns::path(&cp.netns),
-        target,
-    ));
+    let forwarder = tokio::spawn(forward(listener, dataplane::netns::path(&cp.netns), target));
 
     // Wait for the server's kubeconfig, then derive the agents' and the host's.
     let server_text = loop {
@@ -447,7 +450,11 @@ async fn run_lab(
     };
     let context = context_name(&options.name);
     let server_doc = kubeconfig::parse(&server_text, &server_kubeconfig)?;
-    let agent_doc = retarget(&server_doc, &format!("https://{}:{API_PORT}", cp.ip), "kubelab");
+    let agent_doc = retarget(
+        &server_doc,
+        &format!("https://{}:{API_PORT}", cp.ip),
+        "kubelab",
+    );
     kubeconfig::write_private(
         &agent_kubeconfig(state_dir),
         &kubeconfig::render(&agent_doc)?,
@@ -562,10 +569,8 @@ async fn run_lab(
 
 /// `pids.json`: which process is which, for `kubelab status` and tests.
 fn write_pids(state_dir: &Path, children: &[Supervised]) {
-    let map: HashMap<&str, Option<u32>> = children
-        .iter()
-        .map(|c| (c.role.as_str(), c.pid))
-        .collect();
+    let map: HashMap<&str, Option<u32>> =
+        children.iter().map(|c| (c.role.as_str(), c.pid)).collect();
     let _ = std::fs::write(
         state_dir.join("pids.json"),
         serde_json::to_string_pretty(&map).unwrap_or_default(),
@@ -646,11 +651,10 @@ async fn ensure_pool(
     loop {
         let ipam = ipam.clone();
         let spec = spec.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            ipam.ensure_pool(crate::DEFAULT_POOL, &spec)
-        })
-        .await
-        .map_err(|e| LabError::Network(e.to_string()))?;
+        let result =
+            tokio::task::spawn_blocking(move || ipam.ensure_pool(crate::DEFAULT_POOL, &spec))
+                .await
+                .map_err(|e| LabError::Network(e.to_string()))?;
         match result {
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() > deadline => {

@@ -186,7 +186,12 @@ fn host_address(index: usize, shared: bool) -> (Ipv4Addr, Ipv4Addr) {
     let host = COURSE_HOSTS
         .get(index)
         .copied()
-        .unwrap_or(u32::from_be_bytes([0, 0, (i % 16) as u8, 10 + (i % 200) as u8]));
+        .unwrap_or(u32::from_be_bytes([
+            0,
+            0,
+            (i % 16) as u8,
+            10 + (i % 200) as u8,
+        ]));
     (Ipv4Addr::from(subnet + host), Ipv4Addr::from(subnet + 1))
 }
 
@@ -212,9 +217,7 @@ pub fn plan(
             return Err(TopologyError::DuplicateNode(n.clone()));
         }
     }
-    let encapsulation = encapsulation
-        .or(config.encapsulation)
-        .unwrap_or_default();
+    let encapsulation = encapsulation.or(config.encapsulation).unwrap_or_default();
     let shared = config.shared_subnet;
     if encapsulation == Encapsulation::None && !shared && names.len() > 1 {
         return Err(TopologyError::NoEncapAcrossSubnets);

@@ -144,9 +144,17 @@ impl Lab {
 
     pub fn apply(&self, yaml: &str) {
         let mut c = Command::new("kubectl");
-        c.args(["--context", &format!("kubelab-{}", self.name), "apply", "-f", "-"]);
+        c.args([
+            "--context",
+            &format!("kubelab-{}", self.name),
+            "apply",
+            "-f",
+            "-",
+        ]);
         self.env(&mut c);
-        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = c.spawn().expect("kubectl apply");
         use std::io::Write;
         child
@@ -156,7 +164,11 @@ impl Lab {
             .write_all(yaml.as_bytes())
             .expect("write manifest");
         let out = child.wait_with_output().expect("kubectl apply");
-        assert!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "apply: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// `(name, node, ip)` of Running pods with label `selector`.
@@ -178,7 +190,12 @@ impl Lab {
             .collect()
     }
 
-    pub fn wait_running(&self, selector: &str, n: usize, timeout: Duration) -> Vec<(String, String, String)> {
+    pub fn wait_running(
+        &self,
+        selector: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<(String, String, String)> {
         eventually(timeout, || {
             let pods = self.running_pods(selector);
             (pods.len() == n).then_some(pods)
@@ -250,17 +267,28 @@ impl Drop for Lab {
 
 pub fn host_state() -> (String, String, String) {
     let run = |args: &[&str]| {
-        let o = Command::new(args[0]).args(&args[1..]).output().expect(args[0]);
+        let o = Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .expect(args[0]);
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     (
         run(&["ip", "route", "show", "table", "all"]),
         run(&["ip", "-o", "link", "show"])
             .lines()
-            .map(|l| l.split_once('@').map(|(a, _)| a).unwrap_or(l).split(':').nth(1).unwrap_or("").trim().to_string())
+            .map(|l| {
+                l.split_once('@')
+                    .map(|(a, _)| a)
+                    .unwrap_or(l)
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            })
             .collect::<Vec<_>>()
             .join("\n"),
         run(&["nft", "list", "ruleset"]),
     )
 }
-
