@@ -79,6 +79,8 @@ impl HollowNodeConfig {
                 control_plane: index == 0,
                 runtime_version: format!("{RUNTIME_NAME}://{}", env!("CARGO_PKG_VERSION")),
                 capacity: NodeCapacity::default(),
+                // Nothing listens at a hollow node's address: the API server must not dial it.
+                kubelet_port: 0,
             },
             heartbeat: HeartbeatConfig::default(),
             address_sweep_interval: Duration::from_secs(15),

@@ -16,7 +16,7 @@ use crate::podstatus::{self, StartedContainer, container_field_path};
 use controllers::events::{Recorder, object_reference};
 use futures::StreamExt;
 use ipam::{AutoAssignRequest, Ipam, IpamError};
-use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
@@ -83,6 +83,19 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         container: &Container,
     ) -> impl Future<Output = Result<StartedContainer, RuntimeError>> + Send;
     fn stop_pod(&self, pod: &Pod) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// The lifecycle wrote the pod's first Running `status`: from now on a runtime whose
+    /// containers can exit, restart or fail probes reports that by writing the pod's status
+    /// itself. Runtimes whose containers never change need nothing here.
+    fn pod_started(&self, pod: &Pod, status: &PodStatus) -> impl Future<Output = ()> + Send {
+        let _ = (pod, status);
+        std::future::ready(())
+    }
+    /// A pod found Running that this process did not start (the agent restarted): take over
+    /// its containers as they are. Called once per pod and process.
+    fn adopt_pod(&self, pod: &Pod) -> impl Future<Output = ()> + Send {
+        let _ = pod;
+        std::future::ready(())
+    }
 }
 
 /// What the pod lifecycle needs to know about its node.
@@ -133,7 +146,7 @@ pub fn handle_id(pod_uid: &str) -> String {
     format!("{HANDLE_PREFIX}{pod_uid}")
 }
 
-fn container_reference(pod: &Pod, container: &str, init: bool) -> ObjectReference {
+pub(crate) fn container_reference(pod: &Pod, container: &str, init: bool) -> ObjectReference {
     ObjectReference {
         field_path: Some(container_field_path(container, init)),
         ..object_reference(pod)
@@ -142,6 +155,28 @@ fn container_reference(pod: &Pod, container: &str, init: bool) -> ObjectReferenc
 
 fn now() -> Time {
     Time(jiff::Timestamp::now())
+}
+
+/// Writes `status` as the pod's whole status. A merge patch replaces the lists (conditions,
+/// containerStatuses) with ours whole; the uid precondition keeps us from writing a re-created
+/// pod of the same name.
+pub(crate) async fn write_pod_status(
+    client: &Client,
+    pod: &Pod,
+    status: &PodStatus,
+) -> Result<(), kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "metadata": {"uid": pod.uid()},
+        "status": status,
+    });
+    api.patch_status(
+        &pod.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
 }
 
 fn is_status(e: &kube::Error, code: u16) -> bool {
@@ -232,31 +267,22 @@ impl<R: ContainerRuntime> Kubelet<R> {
             .lock()
             .map(|s| s.contains(&uid))
             .unwrap_or(false);
-        if started_here || podstatus::is_running(&pod) || podstatus::is_finished(&pod) {
+        if !started_here && podstatus::is_running(&pod) {
+            // Started by an earlier process: its containers may still need watching.
+            if let Ok(mut s) = self.started.lock() {
+                s.insert(uid);
+            }
+            self.runtime.adopt_pod(&pod).await;
+            return Ok(Action::await_change());
+        }
+        if started_here || podstatus::is_finished(&pod) {
             return Ok(Action::await_change());
         }
         self.start(&pod).await
     }
 
-    async fn patch_status(
-        &self,
-        pod: &Pod,
-        status: &k8s_openapi::api::core::v1::PodStatus,
-    ) -> Result<(), KubeletError> {
-        let api: Api<Pod> =
-            Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
-        // A merge patch replaces the lists (conditions, containerStatuses) with ours whole;
-        // the uid precondition keeps us from writing a re-created pod of the same name.
-        let patch = serde_json::json!({
-            "metadata": {"uid": pod.uid()},
-            "status": status,
-        });
-        api.patch_status(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+    async fn patch_status(&self, pod: &Pod, status: &PodStatus) -> Result<(), KubeletError> {
+        write_pod_status(&self.client, pod, status).await?;
         Ok(())
     }
 
@@ -311,6 +337,7 @@ impl<R: ContainerRuntime> Kubelet<R> {
             }
             return Err(e);
         }
+        self.runtime.pod_started(pod, &status).await;
         Ok(Action::await_change())
     }
 

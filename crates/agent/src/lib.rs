@@ -6,7 +6,10 @@
 //! - [`kubelet`]: the pod lifecycle loop over a [`kubelet::ContainerRuntime`];
 //! - [`hollow`]: a runtime that runs nothing, and a hollow node's entry point;
 //! - [`ipamstore`]: the IPAM's [`ipam::Datastore`] over the API server;
-//! - [`netnode`]: a real node (pods as network namespaces, Calico's routes, built-in images).
+//! - [`netnode`]: a real node (pods as network namespaces, Calico's routes, built-in images);
+//! - [`lifecycle`]: what happens to a container after it starts: exits, restarts with back-off,
+//!   probes, the pod's phase (pure);
+//! - [`supervisor`]: the real node's per-container supervision carrying that out.
 //!
 //! **Invariant:** the agent holds nothing that cannot be rebuilt from the API server: a
 //! restarted agent adopts Running pods as they are and frees addresses of pods that are gone.
@@ -14,9 +17,11 @@
 pub mod hollow;
 pub mod ipamstore;
 pub mod kubelet;
+pub mod lifecycle;
 pub mod logserver;
 pub mod netnode;
 pub mod node;
 pub mod podstatus;
+pub mod supervisor;
 
 pub use ipamstore::ApiDatastore;

@@ -11,10 +11,12 @@
 
 use crate::kubelet::{ContainerRuntime, Kubelet, KubeletConfig, RuntimeError};
 use crate::node::{self, HeartbeatConfig, HostFacts, NodeCapacity, NodeIdentity};
+use crate::lifecycle;
 use crate::podstatus::{StartedContainer, container_id, image_id};
+use crate::supervisor::{Process, Spawned, Spawner, Start, Supervisors};
 use crate::{ApiDatastore, hollow::RUNTIME_NAME};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Container, Node, Pod};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -90,6 +92,7 @@ pub async fn run(client: Client, config: AgentConfig) -> Result<(), AgentError> 
         control_plane: config.control_plane,
         runtime_version: format!("{RUNTIME_NAME}://{}", env!("CARGO_PKG_VERSION")),
         capacity: NodeCapacity::default(),
+        kubelet_port: i32::from(config.kubelet_port),
     };
     let host = HostFacts::detect();
     let node_uid = retry("registering the node", || node::register(&client, &id, &host)).await;
@@ -153,10 +156,7 @@ pub async fn run(client: Client, config: AgentConfig) -> Result<(), AgentError> 
     let log_server = tokio::spawn(crate::logserver::serve(logs_listener, config.logs_dir()));
     let routes = tokio::spawn(program_routes(client.clone(), config.clone(), peers));
 
-    let runtime = NetRuntime {
-        config: config.clone(),
-        mtu: mtu(encapsulation),
-    };
+    let runtime = NetRuntime::new(client.clone(), config.clone(), mtu(encapsulation));
     let sandbox_sweeper = tokio::spawn(sweep_sandboxes(client.clone(), runtime.clone()));
     let kubelet = Arc::new(Kubelet::new(
         client,
@@ -313,15 +313,21 @@ async fn program_routes(
     peers: Option<dataplane::ipip::PeerTable>,
 ) {
     let changed = Arc::new(Notify::new());
-    let watch = |r: ApiResource| reflect(client.clone(), r, changed.clone());
-    let (nodes, w1) = watch(ApiResource::erase::<Node>(&()));
-    let (blocks, w2) = watch(calico("IPAMBlock", "ipamblocks"));
-    let (pools, w3) = watch(calico("IPPool", "ippools"));
-    let (pods, w4) = watch(ApiResource::erase::<Pod>(&()));
+    let all = watcher::Config::default();
+    let watch = |r: ApiResource, c: watcher::Config| reflect(client.clone(), r, c, changed.clone());
+    let (nodes, w1) = watch(ApiResource::erase::<Node>(&()), all.clone());
+    let (blocks, w2) = watch(calico("IPAMBlock", "ipamblocks"), all.clone());
+    let (pools, w3) = watch(calico("IPPool", "ippools"), all);
+    // Only this node's pods: their /32 routes. (Addresses borrowed from another node's block
+    // would need every pod; see the routing crate. With 20 blocks per node a lab never borrows.)
+    let local = watcher::Config::default().fields(&format!("spec.nodeName={}", config.node));
+    let (pods, w4) = watch(ApiResource::erase::<Pod>(&()), local);
     let _watchers = AbortOnDrop(vec![w1, w2, w3, w4]);
     for s in [&nodes, &blocks, &pools, &pods] {
         let _ = s.wait_until_ready().await;
     }
+    let mut applied: Option<Vec<routing::Route>> = None;
+    let mut drift_check = true;
     loop {
         let values = |s: &reflector::Store<DynamicObject>| -> Vec<serde_json::Value> {
             s.state()
@@ -335,15 +341,25 @@ async fn program_routes(
             &values(&pools),
             &values(&pods),
         );
-        if let Err(e) = reconcile_routes(&config, &cluster, peers.as_ref()).await {
-            tracing::warn!(error = %e, "route reconcile failed");
+        let desired = routing::node_table(&cluster, &config.node);
+        // Most events (a pod's status moving) change nothing here: the kernel is read only when
+        // the wanted table changed, or on the periodic check for drift.
+        if drift_check || applied.as_ref() != Some(&desired) {
+            match reconcile_routes(&config, &cluster, &desired, peers.as_ref()).await {
+                Ok(()) => applied = Some(desired),
+                Err(e) => {
+                    applied = None;
+                    tracing::warn!(error = %e, "route reconcile failed");
+                }
+            }
         }
         tokio::select! {
             _ = changed.notified() => {
+                drift_check = false;
                 // Let a burst of events settle into one reconcile.
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(10)) => drift_check = true,
         }
     }
 }
@@ -364,12 +380,13 @@ impl Drop for AbortOnDrop {
 fn reflect(
     client: Client,
     resource: ApiResource,
+    config: watcher::Config,
     changed: Arc<Notify>,
 ) -> (reflector::Store<DynamicObject>, tokio::task::JoinHandle<()>) {
     let api: Api<DynamicObject> = Api::all_with(client, &resource);
     let writer = reflector::store::Writer::new(resource);
     let reader = writer.as_reader();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+    let stream = reflector::reflector(writer, watcher(api, config))
         .default_backoff()
         .touched_objects();
     let task = tokio::spawn(async move {
@@ -386,6 +403,7 @@ fn reflect(
 async fn reconcile_routes(
     config: &AgentConfig,
     cluster: &routing::Cluster,
+    desired: &[routing::Route],
     peers: Option<&dataplane::ipip::PeerTable>,
 ) -> Result<(), AgentError> {
     if let Some(peers) = peers {
@@ -397,12 +415,11 @@ async fn reconcile_routes(
     ) {
         program_vxlan_peers(config, cluster).await?;
     }
-    let desired = routing::node_table(cluster, &config.node);
     let actual_json = dataplane::ip::routes_json(&config.netns).await?;
     let actual = routing::parse_ip_json(&actual_json).map_err(|e| AgentError::Other(e.to_string()))?;
     // A pod's /32 goes with its veth; deleting it here could only race a sandbox being made
     // before its pod shows an address.
-    let lines: Vec<String> = routing::plan(&desired, &actual)
+    let lines: Vec<String> = routing::plan(desired, &actual)
         .into_iter()
         .filter(|l| !(l.starts_with("route del") && l.contains(" dev cali")))
         .collect();
@@ -451,56 +468,229 @@ async fn program_vxlan_peers(
 
 // ----- the container runtime ------------------------------------------------------------------
 
-/// Pods as network namespaces, containers as built-in images in processes.
+/// Pods as network namespaces, containers as built-in images in processes, each watched by a
+/// [`crate::supervisor`] task that restarts it per `restartPolicy` and runs its probes.
 #[derive(Clone)]
 pub struct NetRuntime {
     config: Arc<AgentConfig>,
     mtu: u32,
+    processes: Arc<ContainerProcesses>,
+    supervisors: Supervisors,
 }
 
 fn pod_uid(pod: &Pod) -> String {
     pod.uid().unwrap_or_default()
 }
 
-impl NetRuntime {
+impl AgentConfig {
     fn pod_dir(&self, uid: &str) -> PathBuf {
-        self.config.pods_dir().join(uid)
+        self.pods_dir().join(uid)
     }
     fn pod_netns(&self, uid: &str) -> String {
-        format!("{}{uid}", self.config.pod_netns_prefix)
+        format!("{}{uid}", self.pod_netns_prefix)
     }
     fn pid_file(&self, uid: &str, container: &str) -> PathBuf {
         self.pod_dir(uid).join(format!("{container}.pid"))
     }
-    fn log_path(&self, pod: &Pod, container: &str) -> PathBuf {
+    /// The log file of run `restart_count` of a container: `<restartCount>.log`.
+    fn log_path(&self, pod: &Pod, container: &str, restart_count: i32) -> PathBuf {
         images::logfile::container_log_path(
-            &self.config.logs_dir(),
+            &self.logs_dir(),
             &pod.namespace().unwrap_or_default(),
             &pod.name_any(),
             &pod_uid(pod),
             container,
-            0,
+            u32::try_from(restart_count).unwrap_or(0),
         )
     }
+    /// The directory of a container's log files, with a trailing `/`: every run's process has
+    /// an argument starting with it.
+    fn log_dir_marker(&self, pod: &Pod, container: &str) -> Vec<u8> {
+        let file = self.log_path(pod, container, 0);
+        let mut dir = file
+            .parent()
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        dir.push('/');
+        dir.into_bytes()
+    }
+}
 
-    /// The live process of a container started earlier (by this or a previous agent).
-    fn running_pid(&self, uid: &str, container: &str, log: &Path) -> Option<u32> {
-        let pid: u32 = std::fs::read_to_string(self.pid_file(uid, container))
+/// The container id of run `restart_count` of a container: the first run keeps the id
+/// [`container_id`] gives, later runs get their own (upstream's runs are new containers).
+fn run_container_id(uid: &str, container: &str, restart_count: i32) -> String {
+    if restart_count == 0 {
+        container_id(RUNTIME_NAME, uid, container)
+    } else {
+        // Container names cannot hold '.', so this never equals another container's id.
+        container_id(RUNTIME_NAME, uid, &format!("{container}.{restart_count}"))
+    }
+}
+
+/// Starts container processes, and exec probes, inside pods.
+struct ContainerProcesses {
+    config: Arc<AgentConfig>,
+}
+
+impl ContainerProcesses {
+    /// The environment of a container's processes: a plain PATH, the pod's hostname, the
+    /// lab's marker and the container's literal `env`.
+    fn environment(pod: &Pod, container: &Container) -> Vec<(String, String)> {
+        let mut env = vec![
+            (
+                "PATH".to_string(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            ),
+            (
+                "HOSTNAME".to_string(),
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.hostname.clone())
+                    .unwrap_or_else(|| pod.name_any()),
+            ),
+        ];
+        if let Ok(marker) = std::env::var("KUBELAB_LAB") {
+            env.push(("KUBELAB_LAB".to_string(), marker));
+        }
+        for e in container.env.iter().flatten() {
+            if let Some(v) = &e.value {
+                env.push((e.name.clone(), v.clone()));
+            }
+        }
+        env
+    }
+
+    fn namespaces(&self, uid: &str) -> Result<dataplane::netns::NsFds, String> {
+        dataplane::netns::NsFds::open(
+            &dataplane::netns::path(&self.config.pod_netns(uid)),
+            Some(&self.config.pod_dir(uid).join("uts")),
+        )
+        .map_err(|e| format!("entering the pod: {e}"))
+    }
+}
+
+impl Spawner for ContainerProcesses {
+    fn spawn(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        restart_count: i32,
+    ) -> Result<Spawned, RuntimeError> {
+        let uid = pod_uid(pod);
+        let image = container.image.clone().unwrap_or_default();
+        let log = self.config.log_path(pod, &container.name, restart_count);
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| RuntimeError::new(format!("{}: {e}", dir.display())))?;
+        }
+        let fds = self.namespaces(&uid).map_err(RuntimeError::new)?;
+        let mut cmd = std::process::Command::new(&self.config.program);
+        cmd.arg("container")
+            .arg("--image")
+            .arg(&image)
+            .arg("--log")
+            .arg(&log);
+        for c in container.command.iter().flatten() {
+            cmd.arg("--command").arg(c);
+        }
+        for a in container.args.iter().flatten() {
+            cmd.arg("--arg").arg(a);
+        }
+        cmd.env_clear()
+            .envs(Self::environment(pod, container))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // Its own process group, which the programs it starts share: a SIGKILL to the group
+        // ends all of them, as the end of a container's PID namespace does.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        fds.apply_to(&mut cmd);
+        let child = tokio::process::Command::from(cmd)
+            .spawn()
+            .map_err(|e| RuntimeError::new(format!("starting container {}: {e}", container.name)))?;
+        let pid = child.id().unwrap_or_default();
+        std::fs::write(self.config.pid_file(&uid, &container.name), format!("{pid}\n"))
+            .map_err(|e| RuntimeError::new(format!("pid file: {e}")))?;
+        Ok(Spawned {
+            child,
+            container_id: run_container_id(&uid, &container.name, restart_count),
+        })
+    }
+
+    fn probe_command(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        argv: &[String],
+    ) -> Result<tokio::process::Command, String> {
+        let (program, args) = argv
+            .split_first()
+            .ok_or_else(|| "the exec probe has no command".to_string())?;
+        let fds = self.namespaces(&pod_uid(pod))?;
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .envs(Self::environment(pod, container));
+        fds.apply_to(&mut cmd);
+        Ok(tokio::process::Command::from(cmd))
+    }
+}
+
+impl NetRuntime {
+    fn new(client: Client, config: Arc<AgentConfig>, mtu: u32) -> NetRuntime {
+        let processes = Arc::new(ContainerProcesses {
+            config: config.clone(),
+        });
+        let supervisors = Supervisors::new(client, &config.node, processes.clone());
+        NetRuntime {
+            config,
+            mtu,
+            processes,
+            supervisors,
+        }
+    }
+
+    /// The live process of a container started earlier (by this or a previous agent), and
+    /// the run (restart count) its log file names.
+    fn running_pid(&self, pod: &Pod, container: &str) -> Option<(u32, i32)> {
+        let uid = pod_uid(pod);
+        let pid: u32 = std::fs::read_to_string(self.config.pid_file(&uid, container))
             .ok()?
             .trim()
             .parse()
             .ok()?;
+        if !is_alive(pid) {
+            return None;
+        }
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let log = log.to_string_lossy();
-        let ours = cmdline
+        let marker = self.config.log_dir_marker(pod, container);
+        let log = cmdline
             .split(|b| *b == 0)
-            .any(|arg| arg == log.as_bytes());
-        (ours && is_alive(pid)).then_some(pid)
+            .find(|arg| arg.starts_with(&marker))?;
+        let run = std::str::from_utf8(&log[marker.len()..])
+            .ok()
+            .and_then(|f| f.strip_suffix(".log"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Some((pid, run))
+    }
+
+    /// When the current process of a container started (its pid file was written then).
+    fn started_at(&self, uid: &str, container: &str) -> Time {
+        Time(
+            std::fs::metadata(self.config.pid_file(uid, container))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| jiff::Timestamp::try_from(t).ok())
+                .unwrap_or_else(jiff::Timestamp::now),
+        )
     }
 
     /// Stops the processes and removes the sandbox of pod `uid`, whatever state it is in.
     async fn remove_pod(&self, uid: &str, host_if: Option<&str>, grace: Duration) {
-        let dir = self.pod_dir(uid);
+        // First, so that nothing restarts what is being stopped.
+        self.supervisors.stop(uid);
+        let dir = self.config.pod_dir(uid);
         let mut pids = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {
@@ -522,12 +712,14 @@ impl NetRuntime {
         while pids.iter().any(|p| is_alive(*p)) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        for pid in pids.iter().filter(|p| is_alive(**p)) {
-            signal(*pid, libc::SIGKILL);
+        for pid in &pids {
+            // The whole group: what the container started dies with it.
+            signal_group(*pid, libc::SIGKILL);
         }
         let host_if = host_if.map(str::to_string).unwrap_or_default();
         if let Err(e) =
-            dataplane::sandbox::teardown(&self.config.netns, &self.pod_netns(uid), &host_if).await
+            dataplane::sandbox::teardown(&self.config.netns, &self.config.pod_netns(uid), &host_if)
+                .await
         {
             tracing::warn!(pod = uid, error = %e, "sandbox teardown failed");
         }
@@ -544,7 +736,7 @@ impl NetRuntime {
     }
 }
 
-fn is_alive(pid: u32) -> bool {
+pub(crate) fn is_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat
             .rsplit_once(") ")
@@ -568,13 +760,32 @@ fn is_container_process(pid: u32, state_dir: &Path) -> bool {
             .any(|a| a.starts_with(dir.as_bytes()))
 }
 
-fn signal(pid: u32, sig: libc::c_int) {
+pub(crate) fn signal(pid: u32, sig: libc::c_int) {
     if let Ok(pid) = libc::pid_t::try_from(pid) {
         // SAFETY: kill(2) with plain integers.
         unsafe {
             libc::kill(pid, sig);
         }
     }
+}
+
+/// Signals the process group `pgid` (a container process and what it started).
+pub(crate) fn signal_group(pgid: u32, sig: libc::c_int) {
+    if let Ok(pgid) = libc::pid_t::try_from(pgid)
+        && pgid > 1
+    {
+        // SAFETY: kill(2) with plain integers; a negative pid names a process group.
+        unsafe {
+            libc::kill(-pgid, sig);
+        }
+    }
+}
+
+fn is_init_container(pod: &Pod, name: &str) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.name == name))
 }
 
 impl ContainerRuntime for NetRuntime {
@@ -593,12 +804,12 @@ impl ContainerRuntime for NetRuntime {
             .ok_or_else(|| RuntimeError::new("the pod has no IPv4 address"))?;
         let network = dataplane::sandbox::PodNetwork {
             node_netns: self.config.netns.clone(),
-            pod_netns: self.pod_netns(&uid),
+            pod_netns: self.config.pod_netns(&uid),
             host_if: routing::veth_name(&pod.namespace().unwrap_or_default(), &pod.name_any()),
             ip,
             mtu: self.mtu,
         };
-        let dir = self.pod_dir(&uid);
+        let dir = self.config.pod_dir(&uid);
         std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::new(format!("{}: {e}", dir.display())))?;
         dataplane::sandbox::setup(&network)
             .await
@@ -613,6 +824,7 @@ impl ContainerRuntime for NetRuntime {
             .await
             .map_err(|e| RuntimeError::new(e.to_string()))?
             .map_err(|e| RuntimeError::new(format!("pod hostname: {e}")))?;
+        self.supervisors.set_pod_ip(pod, IpAddr::V4(ip));
         Ok(())
     }
 
@@ -628,80 +840,62 @@ impl ContainerRuntime for NetRuntime {
                 "failed to pull and unpack image \"{image}\": no built-in image of that name in kubelab"
             )));
         }
-        let log = self.log_path(pod, &container.name);
-        let started = |at: Time| StartedContainer {
+        let init = is_init_container(pod, &container.name);
+        let started = |id: String, at: Time| StartedContainer {
             name: container.name.clone(),
-            container_id: container_id(RUNTIME_NAME, &uid, &container.name),
+            container_id: id,
             image_id: image_id(&image),
             started_at: at,
         };
-        if self.running_pid(&uid, &container.name, &log).is_some() {
-            let at = std::fs::metadata(self.pid_file(&uid, &container.name))
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| jiff::Timestamp::try_from(t).ok())
-                .unwrap_or_else(jiff::Timestamp::now);
-            return Ok(started(Time(at)));
+        // Asked again (a retried start): what is supervised is as it is.
+        if !init
+            && let Some(status) = self.supervisors.container_status(pod, &container.name)
+        {
+            let at = status
+                .state
+                .as_ref()
+                .and_then(|s| s.running.as_ref())
+                .and_then(|r| r.started_at.clone())
+                .unwrap_or_else(|| Time(jiff::Timestamp::now()));
+            return Ok(started(status.container_id.unwrap_or_default(), at));
         }
-        if let Some(dir) = log.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| RuntimeError::new(format!("{}: {e}", dir.display())))?;
+        if let Some((pid, run)) = self.running_pid(pod, &container.name) {
+            let at = self.started_at(&uid, &container.name);
+            let id = run_container_id(&uid, &container.name, run);
+            if !init {
+                self.supervisors.supervise(
+                    pod,
+                    container,
+                    lifecycle::new_running(container, &id, &image_id(&image), &at, run),
+                    Start::Running(Process::Adopted {
+                        pid,
+                        marker: self.config.log_dir_marker(pod, &container.name),
+                    }),
+                );
+            }
+            return Ok(started(id, at));
         }
-        let dir = self.pod_dir(&uid);
-        let fds = dataplane::netns::NsFds::open(
-            &dataplane::netns::path(&self.pod_netns(&uid)),
-            Some(&dir.join("uts")),
-        )
-        .map_err(|e| RuntimeError::new(format!("entering the pod: {e}")))?;
-        let mut cmd = std::process::Command::new(&self.config.program);
-        cmd.arg("container")
-            .arg("--image")
-            .arg(&image)
-            .arg("--log")
-            .arg(&log);
-        for c in container.command.iter().flatten() {
-            cmd.arg("--command").arg(c);
-        }
-        for a in container.args.iter().flatten() {
-            cmd.arg("--arg").arg(a);
-        }
-        cmd.env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-            .env(
-                "HOSTNAME",
-                pod.spec
-                    .as_ref()
-                    .and_then(|s| s.hostname.clone())
-                    .unwrap_or_else(|| pod.name_any()),
+        let spawned = self.processes.spawn(pod, container, 0)?;
+        let at = Time(jiff::Timestamp::now());
+        let result = started(spawned.container_id.clone(), at.clone());
+        if init {
+            // Init containers are not supervised yet: reap it when it exits.
+            let mut child = spawned.child;
+            let (name, pod_name) = (container.name.clone(), pod.name_any());
+            tokio::spawn(async move {
+                if let Ok(status) = child.wait().await {
+                    tracing::info!(pod = %pod_name, container = %name, %status, "init container exited");
+                }
+            });
+        } else {
+            self.supervisors.supervise(
+                pod,
+                container,
+                lifecycle::new_running(container, &spawned.container_id, &image_id(&image), &at, 0),
+                Start::Running(Process::Child(spawned.child)),
             );
-        if let Ok(marker) = std::env::var("KUBELAB_LAB") {
-            cmd.env("KUBELAB_LAB", marker);
         }
-        for e in container.env.iter().flatten() {
-            if let Some(v) = &e.value {
-                cmd.env(&e.name, v);
-            }
-        }
-        cmd.stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        fds.apply_to(&mut cmd);
-        let mut cmd = tokio::process::Command::from(cmd);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| RuntimeError::new(format!("starting container {}: {e}", container.name)))?;
-        let pid = child.id().unwrap_or_default();
-        std::fs::write(self.pid_file(&uid, &container.name), format!("{pid}\n"))
-            .map_err(|e| RuntimeError::new(format!("pid file: {e}")))?;
-        let name = container.name.clone();
-        let pod_name = pod.name_any();
-        // Reaps it when it exits (while this agent lives; afterwards `lab-run` does).
-        tokio::spawn(async move {
-            if let Ok(status) = child.wait().await {
-                tracing::info!(pod = %pod_name, container = %name, %status, "container exited");
-            }
-        });
-        Ok(started(Time(jiff::Timestamp::now())))
+        Ok(result)
     }
 
     async fn stop_pod(&self, pod: &Pod) -> Result<(), RuntimeError> {
@@ -719,6 +913,81 @@ impl ContainerRuntime for NetRuntime {
         )
         .await;
         Ok(())
+    }
+
+    async fn pod_started(&self, pod: &Pod, status: &PodStatus) {
+        self.supervisors.pod_started(pod, status);
+    }
+
+    /// Takes over the containers of a pod an earlier agent started: a live process is watched
+    /// (its exit code will be unknown), one that died meanwhile is reported as upstream
+    /// reports a container it lost (`ContainerStatusUnknown`, 137) and restarted per policy, one
+    /// that was waiting to restart is restarted now (the back-off, like the kubelet's, lives
+    /// in memory only).
+    async fn adopt_pod(&self, pod: &Pod) {
+        let uid = pod_uid(pod);
+        let policy = lifecycle::RestartPolicy::of(pod);
+        let statuses = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.clone())
+            .unwrap_or_default();
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default();
+        for container in &containers {
+            let image = container.image.clone().unwrap_or_default();
+            let known = statuses.iter().find(|s| s.name == container.name).cloned();
+            let state = known.as_ref().and_then(|s| s.state.clone()).unwrap_or_default();
+            if let Some((pid, run)) = self.running_pid(pod, &container.name) {
+                let status = match known.filter(|_| state.running.is_some()) {
+                    Some(s) => s,
+                    None => {
+                        let id = run_container_id(&uid, &container.name, run);
+                        let at = self.started_at(&uid, &container.name);
+                        lifecycle::new_running(container, &id, &image_id(&image), &at, run)
+                    }
+                };
+                let marker = self.config.log_dir_marker(pod, &container.name);
+                self.supervisors.supervise(
+                    pod,
+                    container,
+                    status,
+                    Start::Running(Process::Adopted { pid, marker }),
+                );
+                continue;
+            }
+            let Some(status) = known else {
+                continue;
+            };
+            let last_finish = |t: Option<&k8s_openapi::api::core::v1::ContainerStateTerminated>| {
+                t.and_then(|t| t.finished_at.as_ref())
+                    .map_or_else(jiff::Timestamp::now, |t| t.0)
+            };
+            if state.running.is_some() {
+                self.supervisors
+                    .supervise(pod, container, status, Start::Lost);
+            } else if let Some(t) = state.terminated.as_ref() {
+                if policy.restarts(t.exit_code) {
+                    let finished = last_finish(Some(t));
+                    self.supervisors
+                        .supervise(pod, container, status, Start::Restart { finished });
+                }
+            } else if state.waiting.is_some() {
+                let last = status
+                    .last_state
+                    .as_ref()
+                    .and_then(|l| l.terminated.as_ref());
+                let finished = last_finish(last);
+                self.supervisors
+                    .supervise(pod, container, status, Start::Restart { finished });
+            }
+        }
+        if let Some(status) = &pod.status {
+            self.supervisors.pod_started(pod, status);
+        }
     }
 }
 

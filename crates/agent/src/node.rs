@@ -44,6 +44,9 @@ pub struct NodeIdentity {
     /// `status.nodeInfo.containerRuntimeVersion`, e.g. `kubelab://0.1.0`.
     pub runtime_version: String,
     pub capacity: NodeCapacity,
+    /// `status.daemonEndpoints.kubeletEndpoint.Port`: where the API server reads logs; 0 for a
+    /// node that serves none (a hollow node, whose address must never be dialled).
+    pub kubelet_port: i32,
 }
 
 /// What the node offers the scheduler.
@@ -293,7 +296,9 @@ pub fn node_status(
             ),
         ]),
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint { port: KUBELET_PORT }),
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: id.kubelet_port,
+            }),
         }),
         node_info: Some(NodeSystemInfo {
             architecture: host.architecture.clone(),
@@ -515,6 +520,7 @@ mod tests {
             control_plane,
             runtime_version: "kubelab://0.1.0".into(),
             capacity: NodeCapacity::default(),
+            kubelet_port: KUBELET_PORT,
         }
     }
 

@@ -128,7 +128,7 @@ fn condition(
     pod: &Pod,
     type_: &str,
     ok: bool,
-    reason_message: Option<(&str, String)>,
+    reason_message: Option<(&str, Option<String>)>,
     now: &Time,
 ) -> PodCondition {
     let status = if ok { "True" } else { "False" };
@@ -137,7 +137,7 @@ fn condition(
         .and_then(|c| c.last_transition_time.clone())
         .unwrap_or_else(|| now.clone());
     let (reason, message) = match reason_message {
-        Some((r, m)) if !ok => (Some(r.to_string()), Some(m)),
+        Some((r, m)) if !ok => (Some(r.to_string()), m),
         _ => (None, None),
     };
     PodCondition {
@@ -158,39 +158,88 @@ fn names(cs: &[Container]) -> String {
         .join(" ")
 }
 
-/// The five conditions; `sandbox_ready` and `running` select the stage.
-fn conditions(pod: &Pod, sandbox_ready: bool, running: bool, now: &Time) -> Vec<PodCondition> {
+/// What a pod's conditions are computed from.
+#[derive(Clone, Debug)]
+pub struct ConditionInputs<'a> {
+    /// The sandbox exists (`PodReadyToStartContainers`).
+    pub sandbox_ready: bool,
+    /// Init containers are done (`Initialized`).
+    pub initialized: bool,
+    /// Regular containers that are not ready, in spec order (`Ready`, `ContainersReady`).
+    pub unready: &'a [String],
+    /// The pod's phase: a finished pod is not ready because it completed (`PodCompleted`) or
+    /// failed (`PodFailed`), whatever its containers say.
+    pub phase: &'a str,
+}
+
+/// The five conditions in upstream's order (`pkg/kubelet/status/generate.go`), keeping each
+/// condition's `lastTransitionTime` from `pod.status` while its status does not change.
+pub fn pod_conditions(pod: &Pod, inputs: &ConditionInputs, now: &Time) -> Vec<PodCondition> {
     let init = init_containers(pod);
-    let not_ready = (
-        "ContainersNotReady",
-        format!(
-            "containers with unready status: [{}]",
-            names(containers(pod))
+    let not_ready = match inputs.phase {
+        "Succeeded" => ("PodCompleted", None),
+        "Failed" => ("PodFailed", None),
+        _ => (
+            "ContainersNotReady",
+            Some(format!(
+                "containers with unready status: [{}]",
+                inputs.unready.join(" ")
+            )),
         ),
-    );
+    };
+    let ready = inputs.unready.is_empty() && !matches!(inputs.phase, "Succeeded" | "Failed");
     let scheduled = previous_condition(pod, "PodScheduled")
         .filter(|c| c.status == "True")
         .cloned()
         .unwrap_or_else(|| condition(pod, "PodScheduled", true, None, now));
     vec![
-        condition(pod, "PodReadyToStartContainers", sandbox_ready, None, now),
+        condition(
+            pod,
+            "PodReadyToStartContainers",
+            inputs.sandbox_ready,
+            None,
+            now,
+        ),
         condition(
             pod,
             "Initialized",
-            init.is_empty() || running,
+            init.is_empty() || inputs.initialized,
             Some((
                 "ContainersNotInitialized",
-                format!("containers with incomplete status: [{}]", names(init)),
+                Some(format!(
+                    "containers with incomplete status: [{}]",
+                    names(init)
+                )),
             )),
             now,
         ),
-        condition(pod, "Ready", running, Some(not_ready.clone()), now),
-        condition(pod, "ContainersReady", running, Some(not_ready), now),
+        condition(pod, "Ready", ready, Some(not_ready.clone()), now),
+        condition(pod, "ContainersReady", ready, Some(not_ready), now),
         scheduled,
     ]
 }
 
-fn volume_mounts(c: &Container) -> Option<Vec<VolumeMountStatus>> {
+/// The five conditions before containers run (`running` false: every container unready) or
+/// once they all run and are ready.
+fn conditions(pod: &Pod, sandbox_ready: bool, running: bool, now: &Time) -> Vec<PodCondition> {
+    let unready: Vec<String> = if running {
+        Vec::new()
+    } else {
+        containers(pod).iter().map(|c| c.name.clone()).collect()
+    };
+    pod_conditions(
+        pod,
+        &ConditionInputs {
+            sandbox_ready,
+            initialized: running,
+            unready: &unready,
+            phase: if running { "Running" } else { "Pending" },
+        },
+        now,
+    )
+}
+
+pub(crate) fn volume_mounts(c: &Container) -> Option<Vec<VolumeMountStatus>> {
     let mounts: Vec<VolumeMountStatus> = c
         .volume_mounts
         .as_deref()
@@ -263,9 +312,20 @@ pub fn creating_status(pod: &Pod, host_ip: IpAddr, now: &Time) -> PodStatus {
     status
 }
 
-/// The status once every container runs: phase Running, all conditions True, pod IPs, each
-/// container running, ready and started; init containers terminated with `Completed`.
-/// `started` lists the runtime's containers (init ones included) by name.
+/// Whether a container that has just started counts as started and as ready: a container with
+/// a startup probe is neither until that probe succeeds, one with a readiness probe is not ready
+/// until its first success (upstream's probe results start at Failure for readiness and
+/// Unknown for startup).
+pub fn initial_started_ready(c: &Container) -> (bool, bool) {
+    let started = c.startup_probe.is_none();
+    (started, started && c.readiness_probe.is_none())
+}
+
+/// The status once every container runs: phase Running, pod IPs, each container running;
+/// containers without startup or readiness probes are ready and started (see
+/// [`initial_started_ready`]), and the pod is Ready when all its containers are; init
+/// containers terminated with `Completed`. `started` lists the runtime's containers (init ones
+/// included) by name.
 pub fn running_status(
     pod: &Pod,
     host_ip: IpAddr,
@@ -294,15 +354,30 @@ pub fn running_status(
             .unwrap_or_else(|| now.clone())
     };
     let init = init_containers(pod);
+    let unready: Vec<String> = containers(pod)
+        .iter()
+        .filter(|c| !initial_started_ready(c).1)
+        .map(|c| c.name.clone())
+        .collect();
+    let conditions = pod_conditions(
+        pod,
+        &ConditionInputs {
+            sandbox_ready: true,
+            initialized: true,
+            unready: &unready,
+            phase: "Running",
+        },
+        now,
+    );
     let mut status = PodStatus {
         phase: Some("Running".into()),
-        conditions: Some(conditions(pod, true, true, now)),
+        conditions: Some(conditions),
         container_statuses: Some(
             containers(pod)
                 .iter()
                 .map(|c| ContainerStatus {
-                    ready: true,
-                    started: Some(true),
+                    ready: initial_started_ready(c).1,
+                    started: Some(initial_started_ready(c).0),
                     state: Some(ContainerState {
                         running: Some(ContainerStateRunning {
                             started_at: Some(started_at(c)),
@@ -504,6 +579,61 @@ mod tests {
         let mut p = p;
         p.status = Some(s);
         assert!(is_running(&p));
+    }
+
+    #[test]
+    fn probed_containers_start_unready() {
+        let p = pod(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "u3"},
+            "spec": {"containers": [
+                {"name": "plain", "image": "nginx"},
+                {"name": "ready", "image": "nginx", "readinessProbe": {"tcpSocket": {"port": 80}}},
+                {"name": "slow", "image": "nginx", "startupProbe": {"tcpSocket": {"port": 80}}}
+            ]}
+        }));
+        let s = running_status(
+            &p,
+            "10.0.0.11".parse().unwrap(),
+            &["192.168.0.2".parse().unwrap()],
+            &[],
+            &at("2025-01-01T00:00:01Z"),
+        );
+        let flags: Vec<(bool, Option<bool>)> = s
+            .container_statuses
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| (c.ready, c.started))
+            .collect();
+        assert_eq!(
+            flags,
+            [(true, Some(true)), (false, Some(true)), (false, Some(false))]
+        );
+        let ready = &s.conditions.as_ref().unwrap()[2];
+        assert_eq!((ready.type_.as_str(), ready.status.as_str()), ("Ready", "False"));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("containers with unready status: [ready slow]")
+        );
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+    }
+
+    #[test]
+    fn finished_pods_are_not_ready_because_they_finished() {
+        let p = nginx();
+        let c = pod_conditions(
+            &p,
+            &ConditionInputs {
+                sandbox_ready: false,
+                initialized: true,
+                unready: &["nginx".to_string()],
+                phase: "Succeeded",
+            },
+            &at("2025-01-01T00:00:01Z"),
+        );
+        assert_eq!(c[2].reason.as_deref(), Some("PodCompleted"));
+        assert_eq!(c[2].message, None);
+        assert_eq!(c[3].status, "False");
     }
 
     #[test]

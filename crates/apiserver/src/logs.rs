@@ -161,11 +161,11 @@ fn kubelet_query(call: &Call<'_>, pod_name: &str) -> Result<String, ApiError> {
         return Ok(String::new());
     }
     params.sort_by(|a, b| a.0.cmp(b.0));
-    let mut encoded = url::form_urlencoded::Serializer::new(String::from("?"));
+    let mut encoded = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in &params {
         encoded.append_pair(k, v);
     }
-    Ok(encoded.finish())
+    Ok(format!("?{}", encoded.finish()))
 }
 
 /// Whether the container has (had) a process whose log the kubelet can serve; otherwise

@@ -3,13 +3,25 @@
 //! recorder, with repeats of the same event folded into one object whose `count` and
 //! `lastTimestamp` move (client-go's EventCorrelator does the same). Recording never fails the
 //! caller: an event that cannot be written is logged and dropped.
+//!
+//! Recording does not wait for the write either, as client-go's broadcaster does not: a kubelet
+//! starting a pod records three events, and three durable writes in its path would triple the
+//! pod's start-up time. At most [`MAX_PENDING`] events wait at once; beyond that they are dropped
+//! (client-go drops past its 1000-event queue too).
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+
+/// Events recorded but not yet written, per recorder, before new ones are dropped.
+pub const MAX_PENDING: usize = 1000;
+/// Event writes in flight at once, per recorder.
+const CONCURRENT_WRITES: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventType {
@@ -51,6 +63,9 @@ pub struct Recorder {
     /// Recent events by (namespace, object uid, reason, type, message, field path) → (name, count),
     /// so a repeat is folded into the existing object. A std mutex: never held across an await.
     seen: Arc<Mutex<HashMap<FoldKey, (String, i32)>>>,
+    /// Events accepted and not yet written.
+    pending: Arc<AtomicUsize>,
+    writers: Arc<Semaphore>,
 }
 
 impl Recorder {
@@ -60,6 +75,15 @@ impl Recorder {
             component: component.to_string(),
             host: host.map(str::to_string),
             seen: Arc::new(Mutex::new(HashMap::new())),
+            pending: Arc::new(AtomicUsize::new(0)),
+            writers: Arc::new(Semaphore::new(CONCURRENT_WRITES)),
+        }
+    }
+
+    /// Waits until every event recorded so far has been written (or dropped).
+    pub async fn flush(&self) {
+        while self.pending.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
     }
 
@@ -73,12 +97,45 @@ impl Recorder {
             .await;
     }
 
+    /// Records an event: returns at once, the write happens in the background (see the module
+    /// docs). The event's time is the time of this call.
     pub async fn publish(
         &self,
         object: &ObjectReference,
         kind: EventType,
         reason: &str,
         message: &str,
+    ) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.pending.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            tracing::debug!(reason, "event queue full; dropping the event");
+            return;
+        }
+        let now = Time(jiff::Timestamp::now());
+        let (recorder, object, reason, message) = (
+            self.clone(),
+            object.clone(),
+            reason.to_string(),
+            message.to_string(),
+        );
+        runtime.spawn(async move {
+            if let Ok(_permit) = recorder.writers.clone().acquire_owned().await {
+                recorder.write(&object, kind, &reason, &message, now).await;
+            }
+            recorder.pending.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+
+    async fn write(
+        &self,
+        object: &ObjectReference,
+        kind: EventType,
+        reason: &str,
+        message: &str,
+        now: Time,
     ) {
         // Events of cluster-scoped objects (nodes) live in `default`, as upstream's do.
         let namespace = object
@@ -87,7 +144,6 @@ impl Recorder {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "default".into());
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        let now = Time(jiff::Timestamp::now());
         let key: FoldKey = (
             namespace.clone(),
             object.uid.clone().unwrap_or_default(),

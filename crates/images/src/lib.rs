@@ -7,11 +7,13 @@
 //!
 //! - [`reference`]: parsing image references (`docker.io/library/nginx:1.27`);
 //! - [`nginx`]: the `nginx` image (the welcome page, 404s, the access log);
+//! - [`busybox`]: the `busybox` image (the pod's command, run with the machine's programs);
 //! - [`logfile`]: the CRI log format, the shim that writes it, and `kubectl logs`'s reader.
 //!
 //! **Invariant:** nothing here talks to the API server or knows about pods beyond the log
 //! directory layout; the node agent decides what runs where.
 
+pub mod busybox;
 pub mod logfile;
 pub mod nginx;
 pub mod reference;
@@ -27,6 +29,9 @@ pub use reference::Reference;
 pub enum Image {
     /// The official `nginx` image serving its default site on port 80.
     Nginx,
+    /// The official `busybox` image: the pod's command (default `sh`) with the machine's
+    /// programs.
+    Busybox,
 }
 
 impl Image {
@@ -34,6 +39,7 @@ impl Image {
     pub fn name(self) -> &'static str {
         match self {
             Image::Nginx => "nginx",
+            Image::Busybox => "busybox",
         }
     }
 }
@@ -42,7 +48,7 @@ impl Image {
 /// `None` for images kubelab does not have (the kubelet reports `ErrImagePull`).
 pub fn lookup(image: &str) -> Option<Image> {
     let reference = Reference::parse(image)?;
-    [Image::Nginx]
+    [Image::Nginx, Image::Busybox]
         .into_iter()
         .find(|i| reference.is_official(i.name()))
 }
@@ -59,6 +65,7 @@ pub fn run(
 ) -> ExitCode {
     match image {
         Image::Nginx => nginx::run(reference, command, args, env),
+        Image::Busybox => busybox::run(command, args),
     }
 }
 
@@ -81,6 +88,21 @@ mod tests {
         ] {
             assert_eq!(lookup(r), Some(Image::Nginx), "{r}");
         }
+    }
+
+    #[test]
+    fn busybox_in_every_spelling() {
+        for r in [
+            "busybox",
+            "busybox:1.36",
+            "busybox:latest",
+            "docker.io/library/busybox",
+            "docker.io/library/busybox:1.37.0-musl",
+            "library/busybox",
+        ] {
+            assert_eq!(lookup(r), Some(Image::Busybox), "{r}");
+        }
+        assert_eq!(lookup("quay.io/prometheus/busybox"), None);
     }
 
     #[test]

@@ -562,7 +562,7 @@ fn standalone_kubeconfig_and_down_of_a_stopped_lab() {
 }
 
 #[test]
-fn up_refuses_a_bad_name_and_non_hollow_mode() {
+fn up_refuses_a_bad_name_and_an_impossible_network() {
     let lab = Lab::new("bad");
     let out = lab.kubelab(&["up", "--hollow", "--name", "Bad/Name"]);
     assert!(!out.status.success());
@@ -571,10 +571,11 @@ fn up_refuses_a_bad_name_and_non_hollow_mode() {
         "{}",
         text(&out)
     );
-    let out = lab.kubelab(&["up", "--name", "bad"]);
+    // No encapsulation across subnets cannot route: refused before anything is made.
+    let out = lab.kubelab(&["up", "--name", "bad", "--encapsulation", "none"]);
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--hollow"),
+        String::from_utf8_lossy(&out.stderr).contains("sharedSubnet: true"),
         "{}",
         text(&out)
     );

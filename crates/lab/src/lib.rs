@@ -344,7 +344,11 @@ fn spawn_background(
     if let Some(c) = &options.config {
         command.arg("--config").arg(c);
     }
-    command.stdin(Stdio::null()).stdout(log).stderr(log_err);
+    command
+        .env(netlab::MARKER_ENV, netlab::marker(&options.name, &paths.dir))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
     // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent.
     unsafe {
         command.pre_exec(|| {
