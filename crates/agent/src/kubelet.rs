@@ -83,6 +83,13 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         container: &Container,
     ) -> impl Future<Output = Result<StartedContainer, RuntimeError>> + Send;
     fn stop_pod(&self, pod: &Pod) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Whether `image` is on the node: the kubelet reports it `already present on machine`,
+    /// else it reports pulling it (and the runtime's `start_container` says whether that
+    /// failed).
+    fn has_image(&self, image: &str) -> bool {
+        let _ = image;
+        true
+    }
     /// The lifecycle wrote the pod's first Running `status`: from now on a runtime whose
     /// containers can exit, restart or fail probes reports that by writing the pod's status
     /// itself. Runtimes whose containers never change need nothing here.
@@ -132,6 +139,9 @@ pub struct Kubelet<R> {
     config: KubeletConfig,
     runtime: R,
     ipam: Arc<Ipam<ApiDatastore>>,
+    /// Held around every IPAM operation, like the host-wide lock Calico's CNI plugin takes:
+    /// concurrent assignments from one node would only collide on that node's block and retry.
+    ipam_lock: tokio::sync::Mutex<()>,
     recorder: Recorder,
     /// Pod uids this process has started: a reconcile that sees a stale (pre-Running) copy of
     /// such a pod must not start it again. A std mutex, never held across an await.
@@ -192,6 +202,7 @@ impl<R: ContainerRuntime> Kubelet<R> {
             config,
             runtime,
             ipam: Arc::new(Ipam::new(datastore, ipam::IpamConfig::default())),
+            ipam_lock: tokio::sync::Mutex::new(()),
             recorder,
             started: Mutex::new(HashSet::new()),
             pull_backoff: Mutex::new(HashMap::new()),
@@ -229,10 +240,9 @@ impl<R: ContainerRuntime> Kubelet<R> {
         for _ in 0..40 {
             let ipam = self.ipam.clone();
             let node = self.config.node_name.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                ipam.assign_tunnel_address(&node, tunnel)
-            })
-            .await;
+            let result =
+                tokio::task::spawn_blocking(move || ipam.assign_tunnel_address(&node, tunnel))
+                    .await;
             match result {
                 Ok(Ok(ip)) => {
                     tracing::info!(node = %self.config.node_name, %ip, "tunnel address assigned");
@@ -290,7 +300,11 @@ impl<R: ContainerRuntime> Kubelet<R> {
     async fn start(&self, pod: &Pod) -> Result<Action, KubeletError> {
         let host_ip = self.config.host_ip;
         let uid = pod.uid().unwrap_or_default();
-        let backoff = self.pull_backoff.lock().ok().and_then(|b| b.get(&uid).copied());
+        let backoff = self
+            .pull_backoff
+            .lock()
+            .ok()
+            .and_then(|b| b.get(&uid).copied());
         if let Some((_, retry_at)) = backoff
             && retry_at > tokio::time::Instant::now()
         {
@@ -318,7 +332,9 @@ impl<R: ContainerRuntime> Kubelet<R> {
             match self.start_container(pod, container, is_init).await {
                 Ok(s) => started.push(s),
                 Err(KubeletError::Runtime(e)) if e.reason == Some(ERR_IMAGE_PULL) => {
-                    return self.image_pull_failed(pod, container, is_init, &ips, &e).await;
+                    return self
+                        .image_pull_failed(pod, container, is_init, &ips, &e)
+                        .await;
                 }
                 Err(e) => return Err(e),
             }
@@ -397,13 +413,23 @@ impl<R: ContainerRuntime> Kubelet<R> {
                 &format!("Back-off pulling image \"{image}\""),
             )
             .await;
+        self.recorder
+            .warning(
+                &reference,
+                "Failed",
+                &format!("Error: {IMAGE_PULL_BACK_OFF}"),
+            )
+            .await;
         let status = podstatus::waiting_status(
             pod,
             self.config.host_ip,
             ips,
             &container.name,
             IMAGE_PULL_BACK_OFF,
-            &format!("Back-off pulling image \"{image}\": {ERR_IMAGE_PULL}: {}", error.message),
+            &format!(
+                "Back-off pulling image \"{image}\": {ERR_IMAGE_PULL}: {}",
+                error.message
+            ),
             &now(),
         );
         self.patch_status(pod, &status).await?;
@@ -418,15 +444,22 @@ impl<R: ContainerRuntime> Kubelet<R> {
     ) -> Result<StartedContainer, KubeletError> {
         let reference = container_reference(pod, &container.name, init);
         let image = container.image.clone().unwrap_or_default();
-        // Images are built in (hollow: imaginary), so they are always present, as with
-        // imagePullPolicy IfNotPresent on a node that has them.
-        self.recorder
-            .normal(
-                &reference,
-                "Pulled",
-                &format!("Container image \"{image}\" already present on machine"),
-            )
-            .await;
+        // Images are built in (hollow: imaginary), so they are present, as with
+        // imagePullPolicy IfNotPresent on a node that has them; one that is not is "pulled",
+        // which fails.
+        if self.runtime.has_image(&image) {
+            self.recorder
+                .normal(
+                    &reference,
+                    "Pulled",
+                    &format!("Container image \"{image}\" already present on machine"),
+                )
+                .await;
+        } else {
+            self.recorder
+                .normal(&reference, "Pulling", &format!("Pulling image \"{image}\""))
+                .await;
+        }
         let started = self.runtime.start_container(pod, container).await?;
         self.recorder
             .normal(
@@ -460,6 +493,7 @@ impl<R: ContainerRuntime> Kubelet<R> {
             ..AutoAssignRequest::one(&self.config.node_name, &handle)
         };
         let ipam = self.ipam.clone();
+        let _lock = self.ipam_lock.lock().await;
         let ips = tokio::task::spawn_blocking(move || -> Result<Vec<IpAddr>, IpamError> {
             let held = ipam.ips_by_handle(&request.handle_id)?;
             if !held.is_empty() {
@@ -478,6 +512,7 @@ impl<R: ContainerRuntime> Kubelet<R> {
     async fn release_addresses(&self, pod_uid: &str) -> Result<usize, KubeletError> {
         let ipam = self.ipam.clone();
         let handle = handle_id(pod_uid);
+        let _lock = self.ipam_lock.lock().await;
         Ok(
             tokio::task::spawn_blocking(move || ipam.release_by_handle(&handle))
                 .await

@@ -36,8 +36,7 @@ pub const REASON_ERROR: &str = "Error";
 pub const REASON_STATUS_UNKNOWN: &str = "ContainerStatusUnknown";
 /// What upstream reports for a container that was running and is gone without an exit code
 /// (`convertToAPIContainerStatuses`); the exit code is SIGKILL's.
-pub const STATUS_UNKNOWN_MESSAGE: &str =
-    "The container could not be located when the pod was deleted.  The container used to be Running";
+pub const STATUS_UNKNOWN_MESSAGE: &str = "The container could not be located when the pod was deleted.  The container used to be Running";
 pub const STATUS_UNKNOWN_EXIT_CODE: i32 = 137;
 
 /// A pod's `restartPolicy` (`Always` when unset).
@@ -208,13 +207,7 @@ pub fn new_running(
 }
 
 fn running_since(status: &ContainerStatus) -> Option<Time> {
-    status
-        .state
-        .as_ref()?
-        .running
-        .as_ref()?
-        .started_at
-        .clone()
+    status.state.as_ref()?.running.as_ref()?.started_at.clone()
 }
 
 fn current_termination(status: &ContainerStatus) -> Option<&ContainerStateTerminated> {
@@ -777,7 +770,10 @@ mod tests {
             decide(RestartPolicy::Always, Exit::Code(0)),
             AfterExit::Restart(Duration::ZERO)
         );
-        assert_eq!(decide(RestartPolicy::OnFailure, Exit::Code(0)), AfterExit::Stay);
+        assert_eq!(
+            decide(RestartPolicy::OnFailure, Exit::Code(0)),
+            AfterExit::Stay
+        );
         assert_eq!(
             decide(RestartPolicy::OnFailure, Exit::Unknown),
             AfterExit::Restart(Duration::ZERO)
@@ -922,7 +918,11 @@ mod tests {
             ..run.clone()
         };
         let phase = |policy, a: &ContainerStatus, b: &ContainerStatus| {
-            pod_phase(policy, &spec, &[named("a", a.clone()), named("b", b.clone())])
+            pod_phase(
+                policy,
+                &spec,
+                &[named("a", a.clone()), named("b", b.clone())],
+            )
         };
         assert_eq!(phase(RestartPolicy::Never, &run, &done), "Running");
         assert_eq!(phase(RestartPolicy::Never, &done, &failed), "Failed");

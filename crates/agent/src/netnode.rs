@@ -10,8 +10,8 @@
 //! persistent.
 
 use crate::kubelet::{ContainerRuntime, Kubelet, KubeletConfig, RuntimeError};
-use crate::node::{self, HeartbeatConfig, HostFacts, NodeCapacity, NodeIdentity};
 use crate::lifecycle;
+use crate::node::{self, HeartbeatConfig, HostFacts, NodeCapacity, NodeIdentity};
 use crate::podstatus::{StartedContainer, container_id, image_id};
 use crate::supervisor::{Process, Spawned, Spawner, Start, Supervisors};
 use crate::{ApiDatastore, hollow::RUNTIME_NAME};
@@ -95,7 +95,10 @@ pub async fn run(client: Client, config: AgentConfig) -> Result<(), AgentError> 
         kubelet_port: i32::from(config.kubelet_port),
     };
     let host = HostFacts::detect();
-    let node_uid = retry("registering the node", || node::register(&client, &id, &host)).await;
+    let node_uid = retry("registering the node", || {
+        node::register(&client, &id, &host)
+    })
+    .await;
     tracing::info!(node = %config.node, "node registered");
     let heartbeat = tokio::spawn(node::heartbeat(
         client.clone(),
@@ -240,14 +243,26 @@ async fn annotate_node(
         "projectcalico.org/IPv4Address".into(),
         format!("{}/{}", config.node_ip, config.prefix_len).into(),
     );
-    annotations.insert("kubelab.dev/gateway".into(), config.gateway.to_string().into());
+    annotations.insert(
+        "kubelab.dev/gateway".into(),
+        config.gateway.to_string().into(),
+    );
     match (encapsulation, tunnel) {
         (Encapsulation::Ipip | Encapsulation::CrossSubnet, Some(ip)) => {
-            annotations.insert("projectcalico.org/IPv4IPIPTunnelAddr".into(), ip.to_string().into());
+            annotations.insert(
+                "projectcalico.org/IPv4IPIPTunnelAddr".into(),
+                ip.to_string().into(),
+            );
         }
         (Encapsulation::Vxlan | Encapsulation::VxlanCrossSubnet, Some(ip)) => {
-            annotations.insert("projectcalico.org/IPv4VXLANTunnelAddr".into(), ip.to_string().into());
-            annotations.insert("projectcalico.org/IPv4VXLANTunnelMACAddr".into(), vxlan_mac.into());
+            annotations.insert(
+                "projectcalico.org/IPv4VXLANTunnelAddr".into(),
+                ip.to_string().into(),
+            );
+            annotations.insert(
+                "projectcalico.org/IPv4VXLANTunnelMACAddr".into(),
+                vxlan_mac.into(),
+            );
         }
         _ => {}
     }
@@ -285,7 +300,11 @@ async fn open_ipip(
     Ok(peers)
 }
 
-async fn open_vxlan(config: &AgentConfig, tunnel_ip: Ipv4Addr, mac: &str) -> Result<(), AgentError> {
+async fn open_vxlan(
+    config: &AgentConfig,
+    tunnel_ip: Ipv4Addr,
+    mac: &str,
+) -> Result<(), AgentError> {
     let exists = dataplane::ip::links(&config.netns)
         .await?
         .iter()
@@ -416,7 +435,8 @@ async fn reconcile_routes(
         program_vxlan_peers(config, cluster).await?;
     }
     let actual_json = dataplane::ip::routes_json(&config.netns).await?;
-    let actual = routing::parse_ip_json(&actual_json).map_err(|e| AgentError::Other(e.to_string()))?;
+    let actual =
+        routing::parse_ip_json(&actual_json).map_err(|e| AgentError::Other(e.to_string()))?;
     // A pod's /32 goes with its veth; deleting it here could only race a sandbox being made
     // before its pod shows an address.
     let lines: Vec<String> = routing::plan(desired, &actual)
@@ -454,13 +474,24 @@ async fn program_vxlan_peers(
         )
         .await?;
         let status = tokio::process::Command::new("bridge")
-            .args(["-n", &config.netns, "fdb", "replace", &peer.mac, "dev", VXLAN_DEVICE])
+            .args([
+                "-n",
+                &config.netns,
+                "fdb",
+                "replace",
+                &peer.mac,
+                "dev",
+                VXLAN_DEVICE,
+            ])
             .args(["dst", &peer.node_ip.to_string(), "self", "permanent"])
             .status()
             .await
             .map_err(|e| AgentError::Other(format!("bridge fdb: {e}")))?;
         if !status.success() {
-            return Err(AgentError::Other(format!("bridge fdb replace {}: {status}", peer.mac)));
+            return Err(AgentError::Other(format!(
+                "bridge fdb replace {}: {status}",
+                peer.mac
+            )));
         }
     }
     Ok(())
@@ -605,12 +636,15 @@ impl Spawner for ContainerProcesses {
         // ends all of them, as the end of a container's PID namespace does.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         fds.apply_to(&mut cmd);
-        let child = tokio::process::Command::from(cmd)
-            .spawn()
-            .map_err(|e| RuntimeError::new(format!("starting container {}: {e}", container.name)))?;
+        let child = tokio::process::Command::from(cmd).spawn().map_err(|e| {
+            RuntimeError::new(format!("starting container {}: {e}", container.name))
+        })?;
         let pid = child.id().unwrap_or_default();
-        std::fs::write(self.config.pid_file(&uid, &container.name), format!("{pid}\n"))
-            .map_err(|e| RuntimeError::new(format!("pid file: {e}")))?;
+        std::fs::write(
+            self.config.pid_file(&uid, &container.name),
+            format!("{pid}\n"),
+        )
+        .map_err(|e| RuntimeError::new(format!("pid file: {e}")))?;
         Ok(Spawned {
             child,
             container_id: run_container_id(&uid, &container.name, restart_count),
@@ -728,7 +762,10 @@ impl NetRuntime {
         let _ = std::fs::remove_dir_all(&dir);
         if let Ok(entries) = std::fs::read_dir(self.config.logs_dir()) {
             for e in entries.flatten() {
-                if e.file_name().to_string_lossy().ends_with(&format!("_{uid}")) {
+                if e.file_name()
+                    .to_string_lossy()
+                    .ends_with(&format!("_{uid}"))
+                {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
@@ -755,9 +792,7 @@ fn is_container_process(pid: u32, state_dir: &Path) -> bool {
     let dir = state_dir.to_string_lossy();
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     args.get(1) == Some(&b"container".as_slice())
-        && args
-            .iter()
-            .any(|a| a.starts_with(dir.as_bytes()))
+        && args.iter().any(|a| a.starts_with(dir.as_bytes()))
 }
 
 pub(crate) fn signal(pid: u32, sig: libc::c_int) {
@@ -810,7 +845,8 @@ impl ContainerRuntime for NetRuntime {
             mtu: self.mtu,
         };
         let dir = self.config.pod_dir(&uid);
-        std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::new(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| RuntimeError::new(format!("{}: {e}", dir.display())))?;
         dataplane::sandbox::setup(&network)
             .await
             .map_err(|e| RuntimeError::new(format!("setting up the pod network: {e}")))?;
@@ -848,9 +884,7 @@ impl ContainerRuntime for NetRuntime {
             started_at: at,
         };
         // Asked again (a retried start): what is supervised is as it is.
-        if !init
-            && let Some(status) = self.supervisors.container_status(pod, &container.name)
-        {
+        if !init && let Some(status) = self.supervisors.container_status(pod, &container.name) {
             let at = status
                 .state
                 .as_ref()
@@ -915,6 +949,10 @@ impl ContainerRuntime for NetRuntime {
         Ok(())
     }
 
+    fn has_image(&self, image: &str) -> bool {
+        images::lookup(image).is_some()
+    }
+
     async fn pod_started(&self, pod: &Pod, status: &PodStatus) {
         self.supervisors.pod_started(pod, status);
     }
@@ -940,7 +978,10 @@ impl ContainerRuntime for NetRuntime {
         for container in &containers {
             let image = container.image.clone().unwrap_or_default();
             let known = statuses.iter().find(|s| s.name == container.name).cloned();
-            let state = known.as_ref().and_then(|s| s.state.clone()).unwrap_or_default();
+            let state = known
+                .as_ref()
+                .and_then(|s| s.state.clone())
+                .unwrap_or_default();
             if let Some((pid, run)) = self.running_pid(pod, &container.name) {
                 let status = match known.filter(|_| state.running.is_some()) {
                     Some(s) => s,
@@ -1023,7 +1064,9 @@ async fn sweep_sandboxes(client: Client, runtime: NetRuntime) {
         for uid in dirs.iter().filter(|u| !live.contains(*u)) {
             tracing::info!(pod = %uid, "removing the sandbox of a pod that is gone");
             // The veth goes with the pod namespace; its name is not needed.
-            runtime.remove_pod(uid, None, Duration::from_millis(500)).await;
+            runtime
+                .remove_pod(uid, None, Duration::from_millis(500))
+                .await;
         }
     }
 }

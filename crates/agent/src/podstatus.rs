@@ -3,8 +3,9 @@
 //! `generateAPIPodStatus`, `pkg/kubelet/status/generate.go`).
 //!
 //! Two stages matter to a lab: *creating* (phase Pending, the sandbox is being made, containers
-//! wait with reason `ContainerCreating`) and *running* (phase Running, every container running
-//! and ready, pod IPs known). Conditions come in upstream's order: PodReadyToStartContainers,
+//! wait with reason `ContainerCreating`) and *running* (phase Running, every container running,
+//! ready unless a readiness or startup probe must say so first, pod IPs known). What happens
+//! afterwards (exits, restarts, probe results) is [`crate::lifecycle`]'s. Conditions come in upstream's order: PodReadyToStartContainers,
 //! Initialized, Ready, ContainersReady, PodScheduled.
 
 use k8s_openapi::api::core::v1::{
@@ -607,10 +608,17 @@ mod tests {
             .collect();
         assert_eq!(
             flags,
-            [(true, Some(true)), (false, Some(true)), (false, Some(false))]
+            [
+                (true, Some(true)),
+                (false, Some(true)),
+                (false, Some(false))
+            ]
         );
         let ready = &s.conditions.as_ref().unwrap()[2];
-        assert_eq!((ready.type_.as_str(), ready.status.as_str()), ("Ready", "False"));
+        assert_eq!(
+            (ready.type_.as_str(), ready.status.as_str()),
+            ("Ready", "False")
+        );
         assert_eq!(
             ready.message.as_deref(),
             Some("containers with unready status: [ready slow]")

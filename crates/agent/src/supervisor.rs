@@ -235,7 +235,13 @@ impl Supervisors {
     }
 
     /// Supervises `container` of `pod` from `start`, its status now being `status`.
-    pub fn supervise(&self, pod: &Pod, container: &Container, status: ContainerStatus, start: Start) {
+    pub fn supervise(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        status: ContainerStatus,
+        start: Start,
+    ) {
         let Some(entry) = self.entry(pod) else {
             return;
         };
@@ -477,10 +483,18 @@ async fn supervise(entry: std::sync::Weak<PodEntry>, ctx: ContainerCtx, start: S
 
 /// Runs the container's probes until its process ends (or a liveness or startup failure has
 /// it killed); returns how it ended.
-async fn watch(entry: &std::sync::Weak<PodEntry>, ctx: &ContainerCtx, process: &mut Process) -> Exit {
+async fn watch(
+    entry: &std::sync::Weak<PodEntry>,
+    ctx: &ContainerCtx,
+    process: &mut Process,
+) -> Exit {
     let begun = Instant::now();
     let mut probes: Vec<ActiveProbe> = Vec::new();
-    for kind in [ProbeKind::Startup, ProbeKind::Liveness, ProbeKind::Readiness] {
+    for kind in [
+        ProbeKind::Startup,
+        ProbeKind::Liveness,
+        ProbeKind::Readiness,
+    ] {
         let Some(probe) = kind.of(&ctx.container) else {
             continue;
         };
@@ -490,7 +504,9 @@ async fn watch(entry: &std::sync::Weak<PodEntry>, ctx: &ContainerCtx, process: &
                 next: begun + spec.initial_delay,
                 spec,
             }),
-            Err(e) => tracing::warn!(pod = %ctx.pod.name_any(), container = %ctx.name(), probe = kind.lower(), error = %e, "probe ignored"),
+            Err(e) => {
+                tracing::warn!(pod = %ctx.pod.name_any(), container = %ctx.name(), probe = kind.lower(), error = %e, "probe ignored")
+            }
         }
     }
     // A container found already started (adopted) does not run its startup probe again.
@@ -554,8 +570,7 @@ async fn watch(entry: &std::sync::Weak<PodEntry>, ctx: &ContainerCtx, process: &
                 .await;
             }
             let changed = probes[i].tracker.observe(outcome.is_ok());
-            if matches!(kind, ProbeKind::Liveness | ProbeKind::Startup) && changed == Some(false)
-            {
+            if matches!(kind, ProbeKind::Liveness | ProbeKind::Startup) && changed == Some(false) {
                 ctx.event(
                     false,
                     "Killing",
@@ -680,7 +695,9 @@ async fn http_probe(
 ) -> Result<(), String> {
     let url = format!("{scheme}://{host}:{port}{path}");
     if scheme != "http" {
-        return Err(format!("Get \"{url}\": kubelab's probes speak plain HTTP only"));
+        return Err(format!(
+            "Get \"{url}\": kubelab's probes speak plain HTTP only"
+        ));
     }
     let attempt = async {
         let mut stream = tokio::net::TcpStream::connect((host, port))
@@ -751,7 +768,10 @@ mod tests {
 
     #[test]
     fn status_lines() {
-        assert_eq!(parse_status_line(b"HTTP/1.1 200 OK\r\nServer: x"), Some(200));
+        assert_eq!(
+            parse_status_line(b"HTTP/1.1 200 OK\r\nServer: x"),
+            Some(200)
+        );
         assert_eq!(parse_status_line(b"HTTP/1.0 404 Not Found\r\n"), Some(404));
         assert_eq!(parse_status_line(b"SSH-2.0-OpenSSH\r\n"), None);
         assert_eq!(parse_status_line(b""), None);
@@ -763,7 +783,10 @@ mod tests {
             "192.168.0.5",
             8080,
             "/healthz",
-            &[("X-Probe".into(), "1".into()), ("accept".into(), "text/plain".into())],
+            &[
+                ("X-Probe".into(), "1".into()),
+                ("accept".into(), "text/plain".into()),
+            ],
         );
         assert!(r.starts_with("GET /healthz HTTP/1.1\r\n"), "{r}");
         assert!(r.contains("Host: 192.168.0.5:8080\r\n"), "{r}");
@@ -792,7 +815,10 @@ mod tests {
             listener
         });
         let t = Duration::from_secs(2);
-        assert_eq!(http_probe("http", "127.0.0.1", port, "/", &[], t).await, Ok(()));
+        assert_eq!(
+            http_probe("http", "127.0.0.1", port, "/", &[], t).await,
+            Ok(())
+        );
         assert_eq!(
             http_probe("http", "127.0.0.1", port, "/", &[], t).await,
             Err("HTTP probe failed with statuscode: 500".into())
@@ -805,10 +831,14 @@ mod tests {
             refused,
             format!("dial tcp 127.0.0.1:{port}: connect: connection refused")
         );
-        let refused = http_probe("http", "127.0.0.1", port, "/x", &[], t).await.unwrap_err();
+        let refused = http_probe("http", "127.0.0.1", port, "/x", &[], t)
+            .await
+            .unwrap_err();
         assert_eq!(
             refused,
-            format!("Get \"http://127.0.0.1:{port}/x\": dial tcp 127.0.0.1:{port}: connect: connection refused")
+            format!(
+                "Get \"http://127.0.0.1:{port}/x\": dial tcp 127.0.0.1:{port}: connect: connection refused"
+            )
         );
     }
 }

@@ -96,30 +96,46 @@ pub async fn setup(pod: &PodNetwork) -> Result<()> {
             std::io::Error::from(std::io::ErrorKind::NotFound),
         ));
     }
+    // A namespace made just now holds nothing yet: skip looking for a half-made pair (two
+    // `ip` runs fewer on the common path).
+    let fresh = !netns::exists(pod_ns);
     netns::create(pod_ns)?;
 
-    let host = ip::link(node, &pod.host_if).await?;
-    let peer = ip::link(pod_ns, POD_INTERFACE).await?;
-    let paired = matches!((&host, &peer), (Some(h), Some(p)) if is_veth_pair(h, p));
+    let paired = if fresh {
+        false
+    } else {
+        let host = ip::link(node, &pod.host_if).await?;
+        let peer = ip::link(pod_ns, POD_INTERFACE).await?;
+        if matches!((&host, &peer), (Some(h), Some(p)) if is_veth_pair(h, p)) {
+            true
+        } else {
+            if host.is_some() {
+                ip::batch(Some(node), &format!("link del dev {}\n", pod.host_if)).await?;
+            }
+            // Deleting the host end may already have taken the pod end with it.
+            if ip::link(pod_ns, POD_INTERFACE).await?.is_some() {
+                ip::batch(Some(pod_ns), &format!("link del dev {POD_INTERFACE}\n")).await?;
+            }
+            false
+        }
+    };
     if !paired {
-        if host.is_some() {
-            ip::batch(Some(node), &format!("link del dev {}\n", pod.host_if)).await?;
-        }
-        // Deleting the host end may already have taken the pod end with it.
-        if ip::link(pod_ns, POD_INTERFACE).await?.is_some() {
-            ip::batch(Some(pod_ns), &format!("link del dev {POD_INTERFACE}\n")).await?;
-        }
         // One netlink request makes both ends, the pod end directly inside the pod namespace, so
         // a crash cannot leave an `eth0` stranded in the node.
-        ip::batch(
-            Some(node),
-            &format!(
-                "link add name {host_if} address {HOST_VETH_MAC} mtu {mtu} type veth peer name {POD_INTERFACE} mtu {mtu} netns {pod_ns}\n",
-                host_if = pod.host_if,
-                mtu = pod.mtu,
-            ),
-        )
-        .await?;
+        let add = format!(
+            "link add name {host_if} address {HOST_VETH_MAC} mtu {mtu} type veth peer name {POD_INTERFACE} mtu {mtu} netns {pod_ns}\n",
+            host_if = pod.host_if,
+            mtu = pod.mtu,
+        );
+        if let Err(e) = ip::batch(Some(node), &add).await {
+            // A fresh pod namespace but a stray host end of that name (its pod end lost): it
+            // cannot be ours to keep.
+            if !fresh || ip::link(node, &pod.host_if).await?.is_none() {
+                return Err(e);
+            }
+            ip::batch(Some(node), &format!("link del dev {}\n", pod.host_if)).await?;
+            ip::batch(Some(node), &add).await?;
+        }
     }
 
     // Sysctls before the link goes up, so the pod never sees a host end without proxy ARP.

@@ -179,20 +179,30 @@ fn containers_crash_restart_finish_and_are_probed() {
     );
 
     // The unknown image: ErrImagePull, then ImagePullBackOff, with the kubelet's events.
-    wait_row(&lab, "nopull", Duration::from_secs(20), |ready, status, _| {
-        ready == "0/1" && (status == "ErrImagePull" || status == "ImagePullBackOff")
-    });
+    wait_row(
+        &lab,
+        "nopull",
+        Duration::from_secs(20),
+        |ready, status, _| {
+            ready == "0/1" && (status == "ErrImagePull" || status == "ImagePullBackOff")
+        },
+    );
     let events = events_of(&lab, "nopull");
     assert!(
         events.contains("Failed") && events.contains("Failed to pull image"),
         "{events}"
     );
+    assert!(events.contains("Pulling image"), "{events}");
+    assert!(!events.contains("already present"), "{events}");
 
     // Readiness: the wrong port keeps the pod Running but not ready; the right one makes it
     // ready.
-    wait_row(&lab, "ready", Duration::from_secs(20), |ready, status, _| {
-        ready == "1/1" && status == "Running"
-    });
+    wait_row(
+        &lab,
+        "ready",
+        Duration::from_secs(20),
+        |ready, status, _| ready == "1/1" && status == "Running",
+    );
     assert_eq!(
         jsonpath(
             &lab,
@@ -201,9 +211,12 @@ fn containers_crash_restart_finish_and_are_probed() {
         ),
         "True"
     );
-    wait_row(&lab, "unready", Duration::from_secs(20), |ready, status, _| {
-        ready == "0/1" && status == "Running"
-    });
+    wait_row(
+        &lab,
+        "unready",
+        Duration::from_secs(20),
+        |ready, status, _| ready == "0/1" && status == "Running",
+    );
     let unready_events = eventually(Duration::from_secs(20), || {
         let e = events_of(&lab, "unready");
         e.contains("Readiness probe failed").then_some(e)
@@ -235,9 +248,12 @@ fn containers_crash_restart_finish_and_are_probed() {
     );
 
     // The crash loop: restarted at once, then backed off; RESTARTS counts the restarts.
-    wait_row(&lab, "crash", Duration::from_secs(45), |ready, status, r| {
-        ready == "0/1" && status == "CrashLoopBackOff" && r >= 2
-    });
+    wait_row(
+        &lab,
+        "crash",
+        Duration::from_secs(45),
+        |ready, status, r| ready == "0/1" && status == "CrashLoopBackOff" && r >= 2,
+    );
     let crash = jsonpath(
         &lab,
         "crash",
@@ -263,7 +279,14 @@ fn containers_crash_restart_finish_and_are_probed() {
     assert!(events.contains("Started container app"), "{events}");
 
     // Deleting a crash-looping pod stops it for good.
-    lab.kubectl_ok(&["delete", "pod", "crash", "live", "--wait=true", "--timeout=30s"]);
+    lab.kubectl_ok(&[
+        "delete",
+        "pod",
+        "crash",
+        "live",
+        "--wait=true",
+        "--timeout=30s",
+    ]);
     assert!(row(&lab, "crash").is_none());
     assert!(lab.down().status.success());
 }

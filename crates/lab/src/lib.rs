@@ -345,7 +345,10 @@ fn spawn_background(
         command.arg("--config").arg(c);
     }
     command
-        .env(netlab::MARKER_ENV, netlab::marker(&options.name, &paths.dir))
+        .env(
+            netlab::MARKER_ENV,
+            netlab::marker(&options.name, &paths.dir),
+        )
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
