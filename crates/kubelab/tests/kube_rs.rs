@@ -232,13 +232,18 @@ async fn deployment_create_get_patch_replace_delete() {
         "Operation cannot be fulfilled on deployments.apps \"shop\": the object has been modified; \
          please apply your changes to the latest version and try again"
     );
-    // With the current resourceVersion the PUT succeeds.
-    let mut current = api.get("shop").await.expect("get");
-    current.spec.as_mut().expect("spec").replicas = Some(1);
-    let put = api
-        .replace("shop", &PostParams::default(), &current)
-        .await
-        .expect("replace");
+    // With the current resourceVersion the PUT succeeds. The Deployment controller writes the
+    // status meanwhile, so retry on conflict as client-go's RetryOnConflict does.
+    let mut attempt = 0;
+    let (current, put) = loop {
+        let mut current = api.get("shop").await.expect("get");
+        current.spec.as_mut().expect("spec").replicas = Some(1);
+        match api.replace("shop", &PostParams::default(), &current).await {
+            Ok(put) => break (current, put),
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < 10 => attempt += 1,
+            Err(e) => panic!("replace: {e}"),
+        }
+    };
     assert_eq!(put.spec.as_ref().and_then(|s| s.replicas), Some(1));
     assert_ne!(
         put.metadata.resource_version,

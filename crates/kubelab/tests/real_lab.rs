@@ -143,8 +143,27 @@ fn course_routing_section_command_for_command() {
             .count();
         assert_eq!(lines, curls[pod], "{pod} logs:\n{logs}");
     }
+    let (pod0, _, _) = &pods[0];
+    let tail = lab.kubectl_ok(&["logs", "--tail", "1", pod0]);
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+    assert!(tail.contains("\"curl/"), "{tail}");
     let (clean, report) = lab.routes_check();
     assert!(clean, "routes --check: {report}");
+    // The prediction from cluster state alone is the node's table, line for line.
+    for node in ["kube-0", "kube-1", "kube-2"] {
+        let predicted = lab.kubelab(&["routes", "--name", &lab.name, "--predict", node]);
+        assert!(predicted.status.success());
+        let kernel: Vec<String> = lab
+            .ssh_ok(node, &["ip", "route"])
+            .lines()
+            .map(|l| l.trim_end().to_string())
+            .collect();
+        let predicted: Vec<String> = String::from_utf8_lossy(&predicted.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(predicted, kernel, "{node}: prediction vs ip route");
+    }
 
     // An agent killed with SIGKILL comes back; pods keep their addresses and connectivity,
     // and nothing is made twice.
