@@ -196,6 +196,17 @@ struct ServerArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // These replace the process or run a container: before any thread or logger exists.
+    if matches!(
+        cli.command,
+        Command::Up(_) | Command::Down(_) | Command::Routes(_)
+    ) {
+        // Commands whose output is read by people and pipes: `kubelab routes | head` ends quietly
+        // as other Unix tools do, instead of failing on a closed pipe.
+        // SAFETY: setting a signal disposition before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let cli = match cli.command {
         Command::Ssh(args) => return exit(ssh(args)),
         Command::Container(args) => return container(args),
