@@ -73,7 +73,8 @@ pub enum AgentError {
     Other(String),
 }
 
-fn calico(kind: &str, plural: &str) -> ApiResource {
+/// The API resource of a Calico `crd.projectcalico.org/v1` kind (IPPool, IPAMBlock, ...).
+pub fn calico(kind: &str, plural: &str) -> ApiResource {
     ApiResource {
         group: "crd.projectcalico.org".into(),
         version: "v1".into(),
@@ -159,7 +160,7 @@ pub async fn run(client: Client, config: AgentConfig) -> Result<(), AgentError> 
     let log_server = tokio::spawn(crate::logserver::serve(logs_listener, config.logs_dir()));
     let routes = tokio::spawn(program_routes(client.clone(), config.clone(), peers));
 
-    let runtime = NetRuntime::new(client.clone(), config.clone(), mtu(encapsulation));
+    let runtime = NetRuntime::new(client.clone(), config.clone(), encapsulation.pod_mtu());
     let sandbox_sweeper = tokio::spawn(sweep_sandboxes(client.clone(), runtime.clone()));
     let kubelet = Arc::new(Kubelet::new(
         client,
@@ -208,15 +209,6 @@ async fn pool_encapsulation(client: &Client) -> Result<Encapsulation, AgentError
         return Err(AgentError::Other("no IP pool yet".into()));
     }
     Ok(routing::cluster_from_objects(&[], &[], &values, &[]).encapsulation)
-}
-
-/// The pod interface MTU Calico picks for a 1500-byte underlay.
-fn mtu(e: Encapsulation) -> u32 {
-    match e {
-        Encapsulation::Ipip | Encapsulation::CrossSubnet => 1480,
-        Encapsulation::Vxlan | Encapsulation::VxlanCrossSubnet => 1450,
-        Encapsulation::None => 1500,
-    }
 }
 
 /// A stable, locally administered MAC for this node's vxlan.calico (Calico picks a random one

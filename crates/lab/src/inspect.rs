@@ -3,6 +3,7 @@
 
 use crate::netlab::{LabRecord, NodeRecord};
 use crate::{LabEnv, LabError, LabPaths};
+use agent::netnode::calico;
 use kube::api::{Api, ApiResource, DynamicObject};
 use serde_json::Value;
 
@@ -54,16 +55,6 @@ impl RunningLab {
         let path = self.paths.kubeconfig();
         let text = std::fs::read_to_string(&path).map_err(crate::io("reading", &path))?;
         crate::client_from_kubeconfig(&text).await
-    }
-}
-
-fn calico(kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: "crd.projectcalico.org".into(),
-        version: "v1".into(),
-        api_version: "crd.projectcalico.org/v1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
     }
 }
 

@@ -66,15 +66,6 @@ impl Encapsulation {
             Encapsulation::CrossSubnet => ("CrossSubnet", "Never"),
         }
     }
-
-    /// The pod interface MTU Calico picks for a 1500-byte underlay.
-    pub fn pod_mtu(self) -> u32 {
-        match self {
-            Encapsulation::Ipip | Encapsulation::CrossSubnet => 1480,
-            Encapsulation::Vxlan => 1450,
-            Encapsulation::None => 1500,
-        }
-    }
 }
 
 /// The `--config` file: everything optional, defaults as in the course.

@@ -30,6 +30,18 @@ pub enum Encapsulation {
     VxlanCrossSubnet,
 }
 
+impl Encapsulation {
+    /// The pod interface MTU Calico picks for a 1500-byte underlay: 20 bytes less for IPIP, 50
+    /// for VXLAN.
+    pub fn pod_mtu(self) -> u32 {
+        match self {
+            Encapsulation::Ipip | Encapsulation::CrossSubnet => 1480,
+            Encapsulation::Vxlan | Encapsulation::VxlanCrossSubnet => 1450,
+            Encapsulation::None => 1500,
+        }
+    }
+}
+
 /// Reads the encapsulation of one `crd.projectcalico.org/v1` IPPool from `spec.ipipMode` and
 /// `spec.vxlanMode` (`Always` | `CrossSubnet` | `Never`, matched without regard to case; the
 /// Calico v1 spelling `cross-subnet` is accepted too). Calico refuses a pool with both modes
