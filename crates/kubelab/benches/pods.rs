@@ -21,7 +21,10 @@
 //! seconds a case may take, `BENCH_MODES` [deployment,bare]. The lab's state lives in a temporary
 //! directory (under `BENCH_DIR` if set) and the lab is always brought `down`, also on failure.
 
+mod common;
+
 use anyhow::{Context, Result, bail};
+use common::{Api, JSON, env_count, ms, percentile, running_and_ready};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -83,13 +86,6 @@ impl Settings {
             bail!("BENCH_NODES must be positive");
         }
         Ok(settings)
-    }
-}
-
-fn env_count(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(s) => s.trim().parse().with_context(|| format!("{name}={s:?}")),
-        Err(_) => Ok(default),
     }
 }
 
@@ -240,55 +236,6 @@ impl Drop for Lab {
     }
 }
 
-/// One client connection with the admin token.
-#[derive(Clone)]
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        content_type: &str,
-        body: Option<&Value>,
-    ) -> Result<(u16, Value)> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(b) = body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(serde_json::to_vec(b)?);
-        }
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await?;
-        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok((status, value))
-    }
-
-    async fn expect(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        content_type: &str,
-        body: Option<&Value>,
-    ) -> Result<Value> {
-        let (status, value) = self.send(method.clone(), path, content_type, body).await?;
-        if !(200..300).contains(&status) {
-            bail!("{method} {path}: {status} {value}");
-        }
-        Ok(value)
-    }
-}
-
-const JSON: &str = "application/json";
 const MERGE_PATCH: &str = "application/merge-patch+json";
 
 /// A small pod spec; the hollow kubelet runs no containers, so the image is only a name.
@@ -308,15 +255,6 @@ struct Seen {
     created: Option<Instant>,
     scheduled: Option<Instant>,
     running: Option<Instant>,
-}
-
-fn running_and_ready(pod: &Value) -> bool {
-    let status = &pod["status"];
-    status["phase"] == "Running"
-        && status["conditions"].as_array().is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
 }
 
 /// Opens a watch on the namespace's pods from `resource_version` and records, per pod name,
@@ -403,18 +341,6 @@ struct CaseResult {
     lab_cpu: Duration,
     memory: String,
     errors: usize,
-}
-
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 impl CaseResult {

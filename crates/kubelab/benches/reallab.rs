@@ -29,7 +29,10 @@
 //! `bench-<pid>-...`, lives in a temporary state directory and is brought `down` on drop, also
 //! when a case fails or the benchmark is interrupted with Ctrl-C.
 
+mod common;
+
 use anyhow::{Context, Result, bail};
+use common::{Api, JSON, env_count, ms, percentile, running_and_ready};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -83,13 +86,6 @@ impl Settings {
             run_pods: sections.contains(&"pods"),
             dir: std::env::var_os("BENCH_DIR").map(PathBuf::from),
         })
-    }
-}
-
-fn env_count(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(s) => s.trim().parse().with_context(|| format!("{name}={s:?}")),
-        Err(_) => Ok(default),
     }
 }
 
@@ -309,52 +305,6 @@ fn marked_processes(marker: &str) -> Vec<u32> {
 
 // ----- the API --------------------------------------------------------------------------------
 
-/// One client connection with the admin token.
-#[derive(Clone)]
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<(u16, Value)> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(b) = body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(serde_json::to_vec(b)?);
-        }
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await?;
-        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok((status, value))
-    }
-
-    async fn expect(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value> {
-        let (status, value) = self.send(method.clone(), path, body).await?;
-        if !(200..300).contains(&status) {
-            bail!("{method} {path}: {status} {value}");
-        }
-        Ok(value)
-    }
-}
-
 const NAMESPACE: &str = "default";
 const APP: &str = "bench-real";
 
@@ -366,15 +316,6 @@ fn nginx_pod(name: &str) -> Value {
         "metadata": {"name": name, "labels": {"app": APP}},
         "spec": {"containers": [{"name": "web", "image": "nginx"}]},
     })
-}
-
-fn running_and_ready(pod: &Value) -> bool {
-    let status = &pod["status"];
-    status["phase"] == "Running"
-        && status["conditions"].as_array().is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
 }
 
 /// What the watch saw of one pod, and when.
@@ -401,6 +342,7 @@ impl Tracker {
             .expect(
                 reqwest::Method::GET,
                 &format!("/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=app%3D{APP}"),
+                JSON,
                 None,
             )
             .await?;
@@ -528,18 +470,6 @@ impl Drop for Tracker {
 }
 
 // ----- figures --------------------------------------------------------------------------------
-
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
@@ -885,7 +815,10 @@ async fn create_concurrently(
                 let pod = nginx_pod(&name);
                 let at = Instant::now();
                 let path = format!("/api/v1/namespaces/{NAMESPACE}/pods");
-                match api.send(reqwest::Method::POST, &path, Some(&pod)).await {
+                match api
+                    .send(reqwest::Method::POST, &path, JSON, Some(&pod))
+                    .await
+                {
                     Ok((201, _)) => sent.push((name, at)),
                     Ok((status, body)) => errors.push(format!("{status} {body}")),
                     Err(e) => errors.push(e.to_string()),
@@ -923,6 +856,7 @@ async fn delete_all(
     api.expect(
         reqwest::Method::DELETE,
         &format!("/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=app%3D{APP}"),
+        JSON,
         None,
     )
     .await
@@ -996,6 +930,7 @@ async fn pods_lab(
             api.expect(
                 reqwest::Method::POST,
                 &format!("/api/v1/namespaces/{NAMESPACE}/pods"),
+                JSON,
                 Some(&nginx_pod(&name)),
             )
             .await?;
