@@ -429,12 +429,7 @@ async fn reconcile_routes(
     let actual_json = dataplane::ip::routes_json(&config.netns).await?;
     let actual =
         routing::parse_ip_json(&actual_json).map_err(|e| AgentError::Other(e.to_string()))?;
-    // A pod's /32 goes with its veth; deleting it here could only race a sandbox being made
-    // before its pod shows an address.
-    let lines: Vec<String> = routing::plan(desired, &actual)
-        .into_iter()
-        .filter(|l| !(l.starts_with("route del") && l.contains(" dev cali")))
-        .collect();
+    let lines = routing::agent_plan(desired, &actual);
     if lines.is_empty() {
         return Ok(());
     }

@@ -26,7 +26,7 @@ pub use cluster::{
     Block, Cluster, Encapsulation, NodeInfo, PodInfo, cluster_from_objects, encapsulation_of_pool,
     veth_name,
 };
-pub use plan::{Diff, diff, plan};
+pub use plan::{Diff, agent_plan, diff, plan};
 pub use route::{
     Destination, IPIP_DEVICE, Protocol, Route, RouteType, Scope, UNDERLAY_DEVICE, VXLAN_DEVICE,
     WORKLOAD_DEVICE_PREFIX, is_managed, parse_ip_json, render,

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::route::{Destination, Route, is_managed};
+use crate::route::{Destination, Route, WORKLOAD_DEVICE_PREFIX, is_managed};
 
 /// How an actual table differs from the desired one, both lists in kernel order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,6 +63,28 @@ pub fn diff(desired: &[Route], actual: &[Route]) -> Diff {
 /// batch with it unless run with `ip -force -batch`; ordering device creation first is the
 /// caller's job.
 pub fn plan(desired: &[Route], actual: &[Route]) -> Vec<String> {
+    plan_with(desired, actual, |_| true)
+}
+
+/// [`plan`] as the node agent runs it: a workload's /32 on its `cali*` veth is added but never
+/// deleted. The route goes with its veth when the sandbox is torn down, and the agent's view of
+/// the pods may lag a sandbox being made (its pod not yet showing an address): deleting there
+/// could only race the CNI side.
+pub fn agent_plan(desired: &[Route], actual: &[Route]) -> Vec<String> {
+    plan_with(desired, actual, |route| {
+        !route
+            .device
+            .as_deref()
+            .is_some_and(|d| d.starts_with(WORKLOAD_DEVICE_PREFIX))
+    })
+}
+
+/// [`plan`], deleting only the stale managed routes `may_delete` allows.
+fn plan_with(
+    desired: &[Route],
+    actual: &[Route],
+    may_delete: impl Fn(&Route) -> bool,
+) -> Vec<String> {
     let desired: BTreeSet<&Route> = desired.iter().filter(|r| is_managed(r)).collect();
     let actual: BTreeSet<&Route> = actual.iter().filter(|r| is_managed(r)).collect();
     let missing: Vec<&Route> = desired.difference(&actual).copied().collect();
@@ -73,6 +95,7 @@ pub fn plan(desired: &[Route], actual: &[Route]) -> Vec<String> {
     let deletes = actual
         .difference(&desired)
         .filter(|route| !replaced.contains(&(route.destination, route.metric)))
+        .filter(|route| may_delete(route))
         .map(|route| format!("route del {}", route.arguments(true)));
     let replaces = missing
         .iter()

@@ -5,8 +5,8 @@
 //! the course itself prints for pod `nginx-deployment-69df458bc5-cg4mk`.
 
 use routing::{
-    Cluster, Destination, Encapsulation, Protocol, Route, Scope, VxlanPeer, cluster_from_objects,
-    diff, ipip_peers, node_table, plan, render, vxlan_peers, vxlan_plan,
+    Cluster, Destination, Encapsulation, Protocol, Route, Scope, VxlanPeer, agent_plan,
+    cluster_from_objects, diff, ipip_peers, node_table, plan, render, vxlan_peers, vxlan_plan,
 };
 use serde_json::{Value, json};
 use std::net::Ipv4Addr;
@@ -507,6 +507,14 @@ fn diff_and_plan_touch_only_managed_routes() {
         plan(&desired, &actual),
         [
             "route del 192.168.145.70 dev cali0123456789a proto boot scope link",
+            "route replace 192.168.126.64/26 via 10.10.95.205 dev tunl0 proto 80 onlink",
+            "route replace 192.168.145.66 dev calic2d8e8d0a26 scope link",
+        ]
+    );
+    // The agent's plan adds workload routes but leaves a stray one to its veth's teardown.
+    assert_eq!(
+        agent_plan(&desired, &actual),
+        [
             "route replace 192.168.126.64/26 via 10.10.95.205 dev tunl0 proto 80 onlink",
             "route replace 192.168.145.66 dev calic2d8e8d0a26 scope link",
         ]
