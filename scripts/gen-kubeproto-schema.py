@@ -46,6 +46,7 @@ ROOTS = [
     ("v1", "Pod", "k8s.io.api.core.v1.Pod"),
     ("v1", "Service", "k8s.io.api.core.v1.Service"),
     ("v1", "ServiceAccount", "k8s.io.api.core.v1.ServiceAccount"),
+    ("authentication.k8s.io/v1", "TokenRequest", "k8s.io.api.authentication.v1.TokenRequest"),
     ("apps/v1", "DaemonSet", "k8s.io.api.apps.v1.DaemonSet"),
     ("apps/v1", "Deployment", "k8s.io.api.apps.v1.Deployment"),
     ("apps/v1", "ReplicaSet", "k8s.io.api.apps.v1.ReplicaSet"),

@@ -9,11 +9,13 @@
 //! - [`netnode`]: a real node (pods as network namespaces, Calico's routes, built-in images);
 //! - [`lifecycle`]: what happens to a container after it starts: exits, restarts with back-off,
 //!   probes, the pod's phase (pure);
-//! - [`supervisor`]: the real node's per-container supervision carrying that out.
+//! - [`supervisor`]: the real node's per-container supervision carrying that out;
+//! - [`proxier`]: the node's kube-proxy, Services as nftables rules ([`proxy`]).
 //!
 //! **Invariant:** the agent holds nothing that cannot be rebuilt from the API server: a
 //! restarted agent adopts Running pods as they are and frees addresses of pods that are gone.
 
+pub mod exec;
 pub mod hollow;
 pub mod ipamstore;
 pub mod kubelet;
@@ -21,7 +23,9 @@ pub mod lifecycle;
 pub mod logserver;
 pub mod netnode;
 pub mod node;
+pub mod podfiles;
 pub mod podstatus;
+pub mod proxier;
 pub mod supervisor;
 
 pub use ipamstore::ApiDatastore;

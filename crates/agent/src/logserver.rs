@@ -41,6 +41,45 @@ pub async fn serve(listener: tokio::net::TcpListener, log_root: PathBuf) {
     }
 }
 
+/// Serves the log API and the exec API ([`crate::exec`]) on `listener` until the task is
+/// dropped.
+pub async fn serve_with_exec(
+    listener: tokio::net::TcpListener,
+    log_root: PathBuf,
+    exec: crate::exec::ExecConfig,
+) {
+    if let Err(e) = axum::serve(listener, router_with_exec(log_root, exec)).await {
+        tracing::warn!(error = %e, "kubelet server stopped");
+    }
+}
+
+/// The log routes plus `/exec/{namespace}/{pod}/{container}` (GET and POST, as the
+/// kubelet serves it).
+pub fn router_with_exec(log_root: PathBuf, exec: crate::exec::ExecConfig) -> Router {
+    let exec_routes = Router::new()
+        .route(
+            "/exec/{namespace}/{pod}/{container}",
+            axum::routing::get(exec_handler).post(exec_handler),
+        )
+        .with_state(Arc::new(exec));
+    router(log_root).merge(exec_routes)
+}
+
+async fn exec_handler(
+    State(config): State<Arc<crate::exec::ExecConfig>>,
+    Path(target): Path<(String, String, String)>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    ws: Result<
+        axum::extract::ws::WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> Response {
+    let Ok(Query(pairs)) = query else {
+        return QueryError::Undecodable.into_response();
+    };
+    crate::exec::handle(&config, target, pairs, ws.ok()).await
+}
+
 /// The routes, for embedding in a larger kubelet server.
 pub fn router(log_root: PathBuf) -> Router {
     Router::new()

@@ -52,9 +52,22 @@ pub struct AgentConfig {
     pub kubelet_port: u16,
     /// The `kubelab` binary containers run.
     pub program: PathBuf,
+    /// The cluster DNS Service's address (the kubelet's `--cluster-dns`): pods' nameserver.
+    pub cluster_dns: Ipv4Addr,
+    /// The cluster's DNS domain (the kubelet's `--cluster-domain`).
+    pub cluster_domain: String,
+    /// The cluster CA in PEM, from the agent's kubeconfig: the pods' service account `ca.crt`.
+    pub cluster_ca: Option<String>,
+    /// The Service range (the API server's `--service-cidr`): its first address is the
+    /// `kubernetes` Service, and the proxy drops traffic to unallocated addresses in it.
+    pub service_cidr: proxy::Ipv4Cidr,
 }
 
 impl AgentConfig {
+    /// The `kubernetes` Service's ClusterIP: the first address of the Service range.
+    fn kubernetes_service(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.service_cidr.network()) + 1)
+    }
     fn pods_dir(&self) -> PathBuf {
         self.state_dir.join("pods")
     }
@@ -157,8 +170,19 @@ pub async fn run(client: Client, config: AgentConfig) -> Result<(), AgentError> 
         tokio::net::TcpListener::bind((IpAddr::V4(config.node_ip), config.kubelet_port))
             .await
             .map_err(|e| AgentError::Other(format!("kubelet port {}: {e}", config.kubelet_port)))?;
-    let log_server = tokio::spawn(crate::logserver::serve(logs_listener, config.logs_dir()));
+    let log_server = tokio::spawn(crate::logserver::serve_with_exec(
+        logs_listener,
+        config.logs_dir(),
+        config.exec_config(),
+    ));
     let routes = tokio::spawn(program_routes(client.clone(), config.clone(), peers));
+    let proxy_config = proxy::ProxyConfig {
+        cluster_cidr: retry("reading the IP pool's CIDR", || pool_cidr(&client)).await,
+        node_name: config.node.clone(),
+        service_cidr: Some(config.service_cidr),
+        ..proxy::ProxyConfig::default()
+    };
+    let proxier = tokio::spawn(crate::proxier::run(client.clone(), proxy_config));
 
     let runtime = NetRuntime::new(client.clone(), config.clone(), encapsulation.pod_mtu());
     let sandbox_sweeper = tokio::spawn(sweep_sandboxes(client.clone(), runtime.clone()));
@@ -176,6 +200,7 @@ pub async fn run(client: Client, config: AgentConfig) -> Result<(), AgentError> 
     heartbeat.abort();
     log_server.abort();
     routes.abort();
+    proxier.abort();
     sandbox_sweeper.abort();
     Ok(())
 }
@@ -209,6 +234,17 @@ async fn pool_encapsulation(client: &Client) -> Result<Encapsulation, AgentError
         return Err(AgentError::Other("no IP pool yet".into()));
     }
     Ok(routing::cluster_from_objects(&[], &[], &values, &[]).encapsulation)
+}
+
+/// The pod pool (kube-proxy's `--cluster-cidr`): traffic from outside it to a ClusterIP is
+/// masqueraded.
+async fn pool_cidr(client: &Client) -> Result<proxy::Ipv4Cidr, AgentError> {
+    let pools: Api<DynamicObject> = Api::all_with(client.clone(), &calico("IPPool", "ippools"));
+    let list = pools.list(&Default::default()).await?;
+    list.items
+        .iter()
+        .find_map(|p| p.data.pointer("/spec/cidr")?.as_str()?.parse().ok())
+        .ok_or_else(|| AgentError::Other("no IPv4 pool yet".into()))
 }
 
 /// A stable, locally administered MAC for this node's vxlan.calico (Calico picks a random one
@@ -376,7 +412,7 @@ async fn program_routes(
 }
 
 /// Background tasks that end with their owner.
-struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+pub(crate) struct AbortOnDrop(pub(crate) Vec<tokio::task::JoinHandle<()>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -486,10 +522,33 @@ async fn program_vxlan_peers(
 
 // ----- the container runtime ------------------------------------------------------------------
 
+/// What kube-apiserver grants a kubelet's token request.
+const SERVICE_ACCOUNT_TOKEN_SECONDS: i64 = 365 * 24 * 3600;
+
+/// The variables every container gets for the `kubernetes` Service (docker-link style, as
+/// the kubelet writes them), which in-cluster clients read to find the API server.
+fn kubernetes_service_env(ip: Ipv4Addr) -> Vec<(String, String)> {
+    let port = 443;
+    [
+        ("KUBERNETES_SERVICE_HOST", ip.to_string()),
+        ("KUBERNETES_SERVICE_PORT", port.to_string()),
+        ("KUBERNETES_SERVICE_PORT_HTTPS", port.to_string()),
+        ("KUBERNETES_PORT", format!("tcp://{ip}:{port}")),
+        ("KUBERNETES_PORT_443_TCP", format!("tcp://{ip}:{port}")),
+        ("KUBERNETES_PORT_443_TCP_PROTO", "tcp".to_string()),
+        ("KUBERNETES_PORT_443_TCP_PORT", port.to_string()),
+        ("KUBERNETES_PORT_443_TCP_ADDR", ip.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 /// Pods as network namespaces, containers as built-in images in processes, each watched by a
 /// [`crate::supervisor`] task that restarts it per `restartPolicy` and runs its probes.
 #[derive(Clone)]
 pub struct NetRuntime {
+    client: Client,
     config: Arc<AgentConfig>,
     mtu: u32,
     processes: Arc<ContainerProcesses>,
@@ -501,6 +560,24 @@ fn pod_uid(pod: &Pod) -> String {
 }
 
 impl AgentConfig {
+    /// Where the kubelet's exec endpoint finds pods.
+    fn exec_config(&self) -> crate::exec::ExecConfig {
+        crate::exec::ExecConfig {
+            logs_root: self.logs_dir(),
+            pods_dir: self.pods_dir(),
+            pod_netns_prefix: self.pod_netns_prefix.clone(),
+        }
+    }
+    /// The pod's resolv.conf, hosts, hostname and service account files in its directory.
+    fn write_pod_files(&self, pod: &Pod, dir: &Path, ip: IpAddr) -> std::io::Result<()> {
+        let config = crate::podfiles::PodFilesConfig {
+            cluster_dns: self.cluster_dns,
+            cluster_domain: self.cluster_domain.clone(),
+            host_resolv: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            cluster_ca: self.cluster_ca.clone(),
+        };
+        crate::podfiles::write(dir, pod, ip, &config)
+    }
     fn pod_dir(&self, uid: &str) -> PathBuf {
         self.pods_dir().join(uid)
     }
@@ -553,7 +630,11 @@ struct ContainerProcesses {
 impl ContainerProcesses {
     /// The environment of a container's processes: a plain PATH, the pod's hostname, the
     /// lab's marker and the container's literal `env`.
-    fn environment(pod: &Pod, container: &Container) -> Vec<(String, String)> {
+    fn environment(
+        pod: &Pod,
+        container: &Container,
+        kubernetes_service: Ipv4Addr,
+    ) -> Vec<(String, String)> {
         let mut env = vec![
             (
                 "PATH".to_string(),
@@ -570,6 +651,7 @@ impl ContainerProcesses {
         if let Ok(marker) = std::env::var("KUBELAB_LAB") {
             env.push(("KUBELAB_LAB".to_string(), marker));
         }
+        env.extend(kubernetes_service_env(kubernetes_service));
         for e in container.env.iter().flatten() {
             if let Some(v) = &e.value {
                 env.push((e.name.clone(), v.clone()));
@@ -578,12 +660,18 @@ impl ContainerProcesses {
         env
     }
 
+    /// The pod's network and UTS namespaces, and its private mounts (its `/etc/resolv.conf`,
+    /// `/etc/hosts`, `/etc/hostname`, service account files).
     fn namespaces(&self, uid: &str) -> Result<dataplane::netns::NsFds, String> {
-        dataplane::netns::NsFds::open(
+        let pod_dir = self.config.pod_dir(uid);
+        let mounts = crate::podfiles::mount_plan(&pod_dir)
+            .map_err(|e| format!("preparing the pod's mounts: {e}"))?;
+        Ok(dataplane::netns::NsFds::open(
             &dataplane::netns::path(&self.config.pod_netns(uid)),
-            Some(&self.config.pod_dir(uid).join("uts")),
+            Some(&pod_dir.join("uts")),
         )
-        .map_err(|e| format!("entering the pod: {e}"))
+        .map_err(|e| format!("entering the pod: {e}"))?
+        .with_mounts(mounts))
     }
 }
 
@@ -614,8 +702,15 @@ impl Spawner for ContainerProcesses {
         for a in container.args.iter().flatten() {
             cmd.arg("--arg").arg(a);
         }
+        let environment = Self::environment(pod, container, self.config.kubernetes_service());
+        // `kubectl exec` runs with the container's environment.
+        std::fs::write(
+            crate::exec::env_file(&self.config.pod_dir(&uid), &container.name),
+            serde_json::to_vec(&environment).unwrap_or_default(),
+        )
+        .map_err(|e| RuntimeError::new(format!("environment file: {e}")))?;
         cmd.env_clear()
-            .envs(Self::environment(pod, container))
+            .envs(environment)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
@@ -649,21 +744,72 @@ impl Spawner for ContainerProcesses {
             .ok_or_else(|| "the exec probe has no command".to_string())?;
         let fds = self.namespaces(&pod_uid(pod))?;
         let mut cmd = std::process::Command::new(program);
-        cmd.args(args)
-            .env_clear()
-            .envs(Self::environment(pod, container));
+        cmd.args(args).env_clear().envs(Self::environment(
+            pod,
+            container,
+            self.config.kubernetes_service(),
+        ));
         fds.apply_to(&mut cmd);
         Ok(tokio::process::Command::from(cmd))
     }
 }
 
 impl NetRuntime {
+    /// The projected service account token, as the kubelet requests it: a TokenRequest
+    /// bound to the pod, written where the pod's mounts put it. Skipped when the pod or its
+    /// account opts out (`automountServiceAccountToken: false`).
+    async fn write_service_account_token(&self, pod: &Pod, dir: &Path) -> Result<(), RuntimeError> {
+        let spec = pod.spec.clone().unwrap_or_default();
+        if spec.automount_service_account_token == Some(false) {
+            return Ok(());
+        }
+        let namespace = pod.namespace().unwrap_or_default();
+        let account = spec
+            .service_account_name
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let api: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(self.client.clone(), &namespace);
+        let sa = api
+            .get(&account)
+            .await
+            .map_err(|e| RuntimeError::new(format!("serviceaccount {namespace}/{account}: {e}")))?;
+        if sa.automount_service_account_token == Some(false) {
+            return Ok(());
+        }
+        let request: k8s_openapi::api::authentication::v1::TokenRequest =
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {
+                    "audiences": [],
+                    // kube-apiserver extends kubelet tokens to a year
+                    // (--service-account-extend-token-expiration); this kubelet does not
+                    // rotate them, so it asks for the year.
+                    "expirationSeconds": SERVICE_ACCOUNT_TOKEN_SECONDS,
+                    "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.name_any(), "uid": pod_uid(pod)},
+                },
+            }))
+            .map_err(|e| RuntimeError::new(e.to_string()))?;
+        let answer = api
+            .create_token_request(&account, &Default::default(), &request)
+            .await
+            .map_err(|e| RuntimeError::new(format!("requesting the service account token: {e}")))?;
+        let token = answer.status.map(|s| s.token).unwrap_or_default();
+        let file = dir.join("serviceaccount").join("token");
+        let tmp = file.with_extension("tmp");
+        std::fs::write(&tmp, token)
+            .and_then(|()| std::fs::rename(&tmp, &file))
+            .map_err(|e| RuntimeError::new(format!("{}: {e}", file.display())))
+    }
+
     fn new(client: Client, config: Arc<AgentConfig>, mtu: u32) -> NetRuntime {
         let processes = Arc::new(ContainerProcesses {
             config: config.clone(),
         });
-        let supervisors = Supervisors::new(client, &config.node, processes.clone());
+        let supervisors = Supervisors::new(client.clone(), &config.node, processes.clone());
         NetRuntime {
+            client,
             config,
             mtu,
             processes,
@@ -847,6 +993,10 @@ impl ContainerRuntime for NetRuntime {
             .await
             .map_err(|e| RuntimeError::new(e.to_string()))?
             .map_err(|e| RuntimeError::new(format!("pod hostname: {e}")))?;
+        self.config
+            .write_pod_files(pod, &dir, IpAddr::V4(ip))
+            .map_err(|e| RuntimeError::new(format!("writing the pod's files: {e}")))?;
+        self.write_service_account_token(pod, &dir).await?;
         self.supervisors.set_pod_ip(pod, IpAddr::V4(ip));
         Ok(())
     }

@@ -6,6 +6,7 @@ pub mod alloc;
 pub mod bootstrap;
 pub mod custom;
 pub mod discovery;
+pub mod exec;
 pub mod gc;
 pub mod hooks;
 pub mod kubeconfig;
@@ -20,6 +21,7 @@ pub mod rest;
 pub mod server;
 pub mod services;
 pub mod tables;
+pub mod tokens;
 pub mod watch;
 
 pub use server::{ApiServer, Config, KUBERNETES_VERSION, ServerError, State};

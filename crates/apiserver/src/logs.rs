@@ -207,7 +207,7 @@ fn check_container_status(
 
 /// The address of the kubelet of `node_name`: its InternalIP (else ExternalIP, else
 /// Hostname) and its advertised port.
-fn kubelet_endpoint(call: &Call<'_>, node_name: &str) -> Result<SocketAddr, ApiError> {
+pub(crate) fn kubelet_endpoint(call: &Call<'_>, node_name: &str) -> Result<SocketAddr, ApiError> {
     let nodes = registry::find("", "v1", "nodes")
         .ok_or_else(|| ApiError::internal("nodes are not served"))?;
     let entry = call
@@ -265,7 +265,7 @@ fn kubelet_endpoint(call: &Call<'_>, node_name: &str) -> Result<SocketAddr, ApiE
 }
 
 /// A path segment with everything but unreserved characters percent-encoded.
-fn path_segment(s: &str) -> String {
+pub(crate) fn path_segment(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
         .to_string()
         .replace("%2D", "-")
@@ -279,7 +279,7 @@ fn transport_error(url: &str, what: String) -> ApiError {
     ApiError::new(500, "", format!("Get \"{url}\": {what}"))
 }
 
-fn dial_error(addr: SocketAddr, e: &std::io::Error) -> String {
+pub(crate) fn dial_error(addr: SocketAddr, e: &std::io::Error) -> String {
     use std::io::ErrorKind;
     let why = match e.kind() {
         ErrorKind::ConnectionRefused => "connect: connection refused".to_string(),

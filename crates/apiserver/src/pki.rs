@@ -30,6 +30,8 @@ pub struct Pki {
     pub admin_key_pem: String,
     /// Bearer token accepted as the admin user.
     pub admin_token: String,
+    /// Signs and verifies service account tokens ([`crate::tokens`]).
+    pub service_account_key: Vec<u8>,
 }
 
 /// Subject alternative names of the serving certificate: what clients dial (loopback and, in
@@ -192,6 +194,14 @@ impl Pki {
                 t
             }
         };
+        let service_account_key = match read(&dir.join("sa.key"))? {
+            Some(k) if !k.trim().is_empty() => k.trim().as_bytes().to_vec(),
+            _ => {
+                let k = format!("{}{}", random_token(), random_token());
+                write(&dir.join("sa.key"), &k)?;
+                k.into_bytes()
+            }
+        };
         Ok(Pki {
             ca_cert_pem,
             serving_cert_pem,
@@ -199,6 +209,7 @@ impl Pki {
             admin_cert_pem,
             admin_key_pem,
             admin_token,
+            service_account_key,
         })
     }
 }

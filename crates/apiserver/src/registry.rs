@@ -257,6 +257,20 @@ pub static RESOURCES: &[ResourceInfo] = &[
                 kind: "Pod",
                 verbs: &["get"]
             },
+            Subresource {
+                name: "exec",
+                group: "",
+                version: "v1",
+                kind: "PodExecOptions",
+                verbs: &["create", "get"]
+            },
+            Subresource {
+                name: "attach",
+                group: "",
+                version: "v1",
+                kind: "PodAttachOptions",
+                verbs: &["create", "get"]
+            },
             status("Pod", "", "v1"),
         ],
         ALL_VERBS,
@@ -272,7 +286,13 @@ pub static RESOURCES: &[ResourceInfo] = &[
         true,
         &["sa"],
         &[],
-        &[],
+        &[Subresource {
+            name: "token",
+            group: "authentication.k8s.io",
+            version: "v1",
+            kind: "TokenRequest",
+            verbs: &["create"]
+        }],
         ALL_VERBS,
         "io.k8s.api.core.v1.ServiceAccount",
         core::ServiceAccount

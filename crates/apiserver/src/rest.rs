@@ -88,6 +88,8 @@ pub struct Call<'a> {
     pub body: Bytes,
     /// `Warning` headers to send (unknown fields under fieldValidation=Warn, ...).
     pub warnings: Vec<String>,
+    /// The handshake and upgrade of `pods/exec` and `pods/attach`; `None` for other calls.
+    pub streaming: Option<crate::exec::Streaming>,
 }
 
 pub fn json_response(status: StatusCode, value: &Value) -> Response {
@@ -131,7 +133,7 @@ impl Call<'_> {
     fn ns(&self) -> Option<&str> {
         self.rr.namespace.as_deref()
     }
-    fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.rr.name.as_deref().unwrap_or("")
     }
     fn key(&self) -> String {
@@ -140,7 +142,7 @@ impl Call<'_> {
     fn not_found(&self) -> ApiError {
         ApiError::not_found(self.info().group, self.info().plural, self.name())
     }
-    fn current(&self) -> Result<Entry, ApiError> {
+    pub(crate) fn current(&self) -> Result<Entry, ApiError> {
         self.state
             .store
             .get(&self.key())
@@ -165,7 +167,7 @@ impl Call<'_> {
 
     /// Parses the body (JSON, YAML, or protobuf as client-go's typed clients send it) into a
     /// JSON object.
-    fn body_object(&self) -> Result<Value, ApiError> {
+    pub(crate) fn body_object(&self) -> Result<Value, ApiError> {
         decode_body(&self.content_type, &self.body, self.info().kind)
     }
 
@@ -360,6 +362,9 @@ pub async fn handle_with_warnings(call: &mut Call<'_>) -> Result<Response, ApiEr
         (Verb::Update | Verb::Patch, Some("scale")) => update_scale(call).await,
         (Verb::Create, Some("binding")) => bind(call).await,
         (Verb::Get, Some("log")) => crate::logs::pod_log(call).await,
+        (Verb::Get | Verb::Create, Some("exec")) => crate::exec::pod_exec(call).await,
+        (Verb::Get | Verb::Create, Some("attach")) => crate::exec::pod_attach(),
+        (Verb::Create, Some("token")) => crate::tokens::token_request(call).await,
         _ => Err(ApiError::method_not_supported()),
     }
 }

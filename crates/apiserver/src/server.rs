@@ -240,7 +240,7 @@ impl ApiServer {
                     hyper_util::rt::TokioExecutor::new(),
                 );
                 if let Err(e) = builder
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service)
                     .await
                 {
                     tracing::debug!(%peer, error = %e, "connection ended");
@@ -317,8 +317,11 @@ fn authenticated(state: &State, client_cert: bool, headers: &HeaderMap) -> bool 
         return true;
     }
     let auth = header_str(headers, header::AUTHORIZATION);
-    auth.strip_prefix("Bearer ")
-        .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), state.pki.admin_token.as_bytes()))
+    auth.strip_prefix("Bearer ").is_some_and(|t| {
+        let t = t.trim();
+        constant_time_eq(t.as_bytes(), state.pki.admin_token.as_bytes())
+            || crate::tokens::authenticate(state, t)
+    })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -370,8 +373,15 @@ async fn dispatch(
     client_cert: bool,
     req: Request<hyper::body::Incoming>,
 ) -> Response {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
+    // pods/exec hands its connection over to a kubelet.
+    let streaming =
+        (path.ends_with("/exec") || path.ends_with("/attach")).then(|| crate::exec::Streaming {
+            raw_query: parts.uri.query().unwrap_or("").to_string(),
+            headers: parts.headers.clone(),
+            on_upgrade: parts.extensions.remove::<hyper::upgrade::OnUpgrade>(),
+        });
     if !is_public(&path) && !authenticated(&state, client_cert, &parts.headers) {
         return error_response(&ApiError::unauthorized());
     }
@@ -399,6 +409,7 @@ async fn dispatch(
         accept,
         &parts.headers,
         body,
+        streaming,
     )
     .await
     {
@@ -409,6 +420,8 @@ async fn dispatch(
     response
 }
 
+// One argument per part of the request the router reads; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 async fn route(
     state: &State,
     method: &Method,
@@ -417,6 +430,7 @@ async fn route(
     accept: String,
     headers: &HeaderMap,
     body: Bytes,
+    streaming: Option<crate::exec::Streaming>,
 ) -> Result<Response, ApiError> {
     let trimmed = path.trim_end_matches('/');
     let segs: Vec<&str> = trimmed.trim_start_matches('/').split('/').collect();
@@ -534,6 +548,7 @@ async fn route(
         content_type,
         body,
         warnings: Vec::new(),
+        streaming,
     };
     let result = rest::handle_with_warnings(&mut call).await;
     let mut response = match result {

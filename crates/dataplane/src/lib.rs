@@ -3,7 +3,7 @@
 //!
 //! What to program (which routes, which addresses) is decided by pure crates elsewhere; this crate
 //! only executes. It owns the mechanics: named network namespaces and persistent UTS namespaces
-//! ([`netns`]), iproute2 batches and JSON reads ([`ip`]), per-namespace sysctls ([`sysctl`]),
+//! ([`netns`]), a pod's private mounts ([`mounts`]), iproute2 batches and JSON reads ([`ip`]), per-namespace sysctls ([`sysctl`]),
 //! Calico CNI's pod wiring ([`sandbox`]) and a userspace IPIP tunnel for kernels without the
 //! `ipip` module ([`ipip`]).
 //!
@@ -18,6 +18,7 @@
 mod error;
 pub mod ip;
 pub mod ipip;
+pub mod mounts;
 pub mod netns;
 pub mod sandbox;
 mod sys;

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{DataplaneError, Result, io_ctx};
+use crate::mounts::MountPlan;
 use crate::sys;
 
 /// Where named network namespaces live (iproute2's `NETNS_RUN_DIR`).
@@ -205,6 +206,7 @@ pub fn remove_ns_file(file: &Path) -> Result<()> {
 pub struct NsFds {
     net: Arc<OwnedFd>,
     uts: Option<Arc<OwnedFd>>,
+    mounts: Option<Arc<MountPlan>>,
 }
 
 impl NsFds {
@@ -218,7 +220,15 @@ impl NsFds {
         Ok(NsFds {
             net: open(net)?,
             uts: uts.map(open).transpose()?,
+            mounts: None,
         })
+    }
+
+    /// Also gives the child a private mount namespace laid out by `plan` (the pod's
+    /// `/etc/resolv.conf` and friends), made after joining the network and UTS namespaces.
+    pub fn with_mounts(mut self, plan: MountPlan) -> NsFds {
+        self.mounts = (!plan.is_empty()).then(|| Arc::new(plan));
+        self
     }
 
     /// Makes `cmd` start its child inside these namespaces: a `pre_exec` hook calls `setns` for
@@ -228,15 +238,20 @@ impl NsFds {
     pub fn apply_to(&self, cmd: &mut std::process::Command) {
         let net = Arc::clone(&self.net);
         let uts = self.uts.clone();
+        let mounts = self.mounts.clone();
         let hook = move || -> std::io::Result<()> {
             sys::setns(net.as_raw_fd(), libc::CLONE_NEWNET)?;
             if let Some(uts) = &uts {
                 sys::setns(uts.as_raw_fd(), libc::CLONE_NEWUTS)?;
             }
+            if let Some(mounts) = &mounts {
+                mounts.apply_in_child()?;
+            }
             Ok(())
         };
-        // SAFETY: the hook only calls setns(2) on fds kept alive by the captured Arcs; it neither
-        // allocates nor takes locks, so it is async-signal-safe in the forked child.
+        // SAFETY: the hook only calls setns(2) on fds kept alive by the captured Arcs and the
+        // mount plan's system calls on strings prepared before fork; it neither allocates nor
+        // takes locks, so it is async-signal-safe in the forked child.
         unsafe {
             cmd.pre_exec(hook);
         }

@@ -100,6 +100,8 @@ pub async fn setup(pod: &PodNetwork) -> Result<()> {
     // `ip` runs fewer on the common path).
     let fresh = !netns::exists(pod_ns);
     netns::create(pod_ns)?;
+    let (key, value) = sysctl::TCP_TIMESTAMPS;
+    sysctl::set(&netns::path(pod_ns), key, value)?;
 
     let paired = if fresh {
         false

@@ -49,6 +49,19 @@ pub fn exists(netns: &Path, key: &str) -> Result<bool> {
     in_netns(netns, || file.exists())
 }
 
+/// `net.ipv4.tcp_timestamps = 2` for every namespace of a lab that opens connections (nodes,
+/// the router, pods): timestamps without the random per-destination offset.
+///
+/// Why: a client derives its timestamp offset (and initial sequence number) from the address
+/// it dials, a ClusterIP, while the server keys its TIME_WAIT on the address after DNAT. With a
+/// connection per request the server closes first and holds TIME_WAIT; a client port reused
+/// for the same backend, once dialled directly and once through the Service, arrives with an
+/// unrelated timestamp, PAWS rejects its SYN and the client waits a second for the retransmit
+/// (wrk with `Connection: close` fell to 0.1 of direct). Without the offset the timestamps are
+/// monotonic per host whatever address was dialled, so TIME_WAIT accepts the reused tuple.
+/// Per network namespace; the host's setting is never touched.
+pub const TCP_TIMESTAMPS: (&str, &str) = ("net.ipv4.tcp_timestamps", "2");
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,8 @@
 //! - [`reference`]: parsing image references (`docker.io/library/nginx:1.27`);
 //! - [`nginx`]: the `nginx` image (the welcome page, 404s, the access log);
 //! - [`busybox`]: the `busybox` image (the pod's command, run with the machine's programs);
+//! - [`Image::CoreDns`]: the cluster DNS image; its server lives in the `dns` crate, which
+//!   needs an API client, so the `kubelab` binary runs it rather than [`run`];
 //! - [`logfile`]: the CRI log format, the shim that writes it, and `kubectl logs`'s reader.
 //!
 //! **Invariant:** nothing here talks to the API server or knows about pods beyond the log
@@ -32,14 +34,41 @@ pub enum Image {
     /// The official `busybox` image: the pod's command (default `sh`) with the machine's
     /// programs.
     Busybox,
+    /// CoreDNS (`registry.k8s.io/coredns/coredns`), the cluster DNS server kubeadm deploys.
+    /// Its server is in the `dns` crate: the `kubelab` binary runs it, not [`run`], so that
+    /// this crate stays free of the API client.
+    CoreDns,
 }
 
+/// Every built-in image, in lookup order.
+const ALL: [Image; 3] = [Image::Nginx, Image::Busybox, Image::CoreDns];
+
+/// Where CoreDNS's image is published: kubeadm's registry today, the old Google registry
+/// older manifests name, and Docker Hub.
+const COREDNS_REPOSITORIES: [(&str, &str); 3] = [
+    ("registry.k8s.io", "coredns/coredns"),
+    ("k8s.gcr.io", "coredns/coredns"),
+    (reference::DOCKER_HUB, "coredns/coredns"),
+];
+
 impl Image {
-    /// The image's name on Docker Hub.
+    /// The image's short name: its Docker Hub name for official images (`nginx`), the
+    /// project's name otherwise (`coredns`).
     pub fn name(self) -> &'static str {
         match self {
             Image::Nginx => "nginx",
             Image::Busybox => "busybox",
+            Image::CoreDns => "coredns",
+        }
+    }
+
+    /// Whether `reference` names this image, whatever its tag or digest.
+    fn matches(self, reference: &Reference) -> bool {
+        match self {
+            Image::Nginx | Image::Busybox => reference.is_official(self.name()),
+            Image::CoreDns => COREDNS_REPOSITORIES
+                .iter()
+                .any(|(registry, repository)| reference.is_repository(registry, repository)),
         }
     }
 }
@@ -48,9 +77,7 @@ impl Image {
 /// `None` for images kubelab does not have (the kubelet reports `ErrImagePull`).
 pub fn lookup(image: &str) -> Option<Image> {
     let reference = Reference::parse(image)?;
-    [Image::Nginx, Image::Busybox]
-        .into_iter()
-        .find(|i| reference.is_official(i.name()))
+    ALL.into_iter().find(|i| i.matches(&reference))
 }
 
 /// Runs a container of `image` in the calling process and returns its exit code; servers
@@ -66,6 +93,13 @@ pub fn run(
     match image {
         Image::Nginx => nginx::run(reference, command, args, env),
         Image::Busybox => busybox::run(command, args),
+        Image::CoreDns => {
+            eprintln!(
+                "images: {reference}: the CoreDNS image is run by the kubelab binary (its dns \
+                 server needs an API client), not by images::run"
+            );
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -103,6 +137,34 @@ mod tests {
             assert_eq!(lookup(r), Some(Image::Busybox), "{r}");
         }
         assert_eq!(lookup("quay.io/prometheus/busybox"), None);
+    }
+
+    #[test]
+    fn coredns_in_every_spelling() {
+        for r in [
+            "registry.k8s.io/coredns/coredns:v1.11.3",
+            "registry.k8s.io/coredns/coredns:v1.10.1",
+            "registry.k8s.io/coredns/coredns",
+            "k8s.gcr.io/coredns/coredns:v1.8.6",
+            "coredns/coredns",
+            "coredns/coredns:1.11.1",
+            "docker.io/coredns/coredns:1.11.3",
+        ] {
+            assert_eq!(lookup(r), Some(Image::CoreDns), "{r}");
+        }
+        for r in [
+            "coredns",
+            "registry.k8s.io/coredns",
+            "quay.io/coredns/coredns",
+        ] {
+            assert_eq!(lookup(r), None, "{r}");
+        }
+    }
+
+    #[test]
+    fn coredns_is_not_run_here() {
+        let code = run(&Image::CoreDns, "coredns/coredns", &[], &[], &[]);
+        assert_eq!(code, ExitCode::FAILURE);
     }
 
     #[test]

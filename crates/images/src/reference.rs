@@ -75,6 +75,12 @@ impl Reference {
                 .strip_prefix("library/")
                 .is_some_and(|n| n == name)
     }
+
+    /// Whether this names `repository` (`coredns/coredns`) on `registry`
+    /// (`registry.k8s.io`), for images outside Docker Hub's official `library/`.
+    pub fn is_repository(&self, registry: &str, repository: &str) -> bool {
+        self.registry == registry && self.repository == repository
+    }
 }
 
 /// A first component is a registry host if it could not be a repository path: it has a dot
@@ -158,6 +164,16 @@ mod tests {
                 None
             ))
         );
+    }
+
+    #[test]
+    fn non_library_repositories() {
+        let r = Reference::parse("registry.k8s.io/coredns/coredns:v1.11.3").expect("valid");
+        assert!(r.is_repository("registry.k8s.io", "coredns/coredns"));
+        assert!(!r.is_repository(DOCKER_HUB, "coredns/coredns"));
+        let hub = Reference::parse("coredns/coredns").expect("valid");
+        assert!(hub.is_repository(DOCKER_HUB, "coredns/coredns"));
+        assert!(!hub.is_official("coredns"));
     }
 
     #[test]

@@ -29,6 +29,11 @@ enum Command {
     Ssh(SshArgs),
     /// Show each node's routing table, or predict it from cluster state, or compare both.
     Routes(RoutesArgs),
+    /// Show a running lab: its nodes, the API server, and NodePorts as URLs on the host.
+    Status(StatusArgs),
+    /// Show the path a new connection takes: nft chains and maps, the endpoint chosen, NAT,
+    /// each routing decision, the encapsulation and the pod it lands in.
+    Trace(TraceArgs),
     /// Run a node agent (kubelet, CNI, route programmer) inside a node's namespace.
     Agent(AgentArgs),
     /// The lab's background process, started by `up`.
@@ -49,6 +54,29 @@ struct SshArgs {
     /// The command and its arguments (after `--`); a login shell if none.
     #[arg(last = true)]
     command: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// Name of the lab.
+    #[arg(long, default_value = lab::DEFAULT_NAME)]
+    name: String,
+}
+
+#[derive(clap::Args)]
+struct TraceArgs {
+    /// Name of the lab.
+    #[arg(long, default_value = lab::DEFAULT_NAME)]
+    name: String,
+    /// Where the connection starts: a node (kube-1) or a pod (NAME or NAMESPACE/NAME).
+    #[arg(long)]
+    from: String,
+    /// Where it goes: IP:PORT (a ClusterIP, a node IP and NodePort, a pod IP, anything).
+    #[arg(long)]
+    to: std::net::SocketAddrV4,
+    /// Trace a UDP flow instead of a TCP connection.
+    #[arg(long)]
+    udp: bool,
 }
 
 #[derive(clap::Args)]
@@ -92,9 +120,18 @@ struct AgentArgs {
     /// Register as the control plane (tainted NoSchedule).
     #[arg(long)]
     control_plane: bool,
-    /// Port of the kubelet API (logs).
+    /// Port of the kubelet API (logs, exec).
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// The cluster DNS Service's address, the nameserver of ClusterFirst pods.
+    #[arg(long, default_value = "10.96.0.10")]
+    cluster_dns: std::net::Ipv4Addr,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// The Service range of the API server.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cidr: proxy::Ipv4Cidr,
 }
 
 #[derive(clap::Args)]
@@ -198,7 +235,11 @@ fn main() -> ExitCode {
     // These replace the process or run a container: before any thread or logger exists.
     if matches!(
         cli.command,
-        Command::Up(_) | Command::Down(_) | Command::Routes(_)
+        Command::Up(_)
+            | Command::Down(_)
+            | Command::Routes(_)
+            | Command::Status(_)
+            | Command::Trace(_)
     ) {
         // Commands whose output is read by people and pipes: `kubelab routes | head` ends quietly
         // as other Unix tools do, instead of failing on a closed pipe.
@@ -241,6 +282,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Down(args) => down(args),
         Command::LabRun(args) => runtime.block_on(lab_run(args)),
         Command::Routes(args) => runtime.block_on(routes(args)),
+        Command::Status(args) => runtime.block_on(status(args)),
+        Command::Trace(args) => runtime.block_on(trace(args)),
         Command::Agent(args) => runtime.block_on(agent(args)),
         Command::Ssh(_) | Command::Container(_) => unreachable!("dispatched in main"),
     }
@@ -312,6 +355,11 @@ fn container(args: ContainerArgs) -> ExitCode {
         eprintln!("kubelab container: no built-in image {:?}", args.image);
         return ExitCode::from(127);
     };
+    if image == images::Image::CoreDns {
+        // The cluster DNS talks to the API server, which the images crate does not; the
+        // image's entrypoint is CoreDNS itself, so only the container's args reach it.
+        return dns::run_with_args(&args.args);
+    }
     let env: Vec<(String, String)> = std::env::vars().collect();
     images::run(&image, &args.image, &args.command, &args.args, &env)
 }
@@ -335,11 +383,35 @@ async fn routes(args: RoutesArgs) -> Result<ExitCode> {
     })
 }
 
+async fn status(args: StatusArgs) -> Result<ExitCode> {
+    let env = lab::LabEnv::from_process_env()?;
+    let lab = lab::inspect::RunningLab::open(&env, &args.name)?;
+    print!("{}", lab::status::status(&lab).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn trace(args: TraceArgs) -> Result<ExitCode> {
+    let env = lab::LabEnv::from_process_env()?;
+    let lab = lab::inspect::RunningLab::open(&env, &args.name)?;
+    let protocol = if args.udp {
+        lab::trace::L4::Udp
+    } else {
+        lab::trace::L4::Tcp
+    };
+    print!(
+        "{}",
+        lab::trace::run(&lab, &args.from, args.to, protocol).await?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn agent(args: AgentArgs) -> Result<ExitCode> {
     let (ip, prefix) = args
         .node_ip
         .split_once('/')
         .context("--node-ip must be ADDRESS/PREFIX")?;
+    let text = std::fs::read_to_string(&args.kubeconfig)
+        .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
     let config = agent::netnode::AgentConfig {
         node: args.node,
         node_ip: ip.parse().context("--node-ip address")?,
@@ -351,9 +423,11 @@ async fn agent(args: AgentArgs) -> Result<ExitCode> {
         state_dir: args.state_dir,
         kubelet_port: args.kubelet_port,
         program: std::env::current_exe().context("finding the kubelab executable")?,
+        cluster_dns: args.cluster_dns,
+        cluster_domain: args.cluster_domain,
+        cluster_ca: agent::podfiles::cluster_ca_from_kubeconfig(&text),
+        service_cidr: args.service_cidr,
     };
-    let text = std::fs::read_to_string(&args.kubeconfig)
-        .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
     let client = self_client(&text)
         .await
         .context("connecting to the API server")?;

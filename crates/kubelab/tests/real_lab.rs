@@ -270,20 +270,44 @@ fn routes_stay_exact_under_pod_churn() {
         "routes --check after deletion: {}",
         lab.routes_check().1
     );
+    // What remains is exactly the cluster's own pods (cluster DNS on kube-0).
+    let system_pods: Vec<(String, String)> = lab
+        .kubectl_ok(&[
+            "get",
+            "pods",
+            "-A",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.namespace} {.metadata.name}{\"\\n\"}{end}",
+        ])
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(ns, name)| (ns.to_string(), name.to_string()))
+        .collect();
+    assert!(
+        system_pods.iter().all(|(ns, _)| ns == "kube-system"),
+        "{system_pods:?}"
+    );
+    let expected: BTreeSet<String> = system_pods
+        .iter()
+        .map(|(ns, name)| calico_veth(ns, name))
+        .collect();
+    let mut found = BTreeSet::new();
     for node in ["kube-0", "kube-1", "kube-2"] {
         let links = lab.ssh_ok(node, &["ip", "-o", "link", "show"]);
-        assert!(
-            !links.contains(": cali"),
-            "{node} still has cali links:\n{links}"
-        );
+        for l in links.lines() {
+            if let Some(name) = l.split(": ").nth(1).filter(|n| n.starts_with("cali")) {
+                found.insert(name.split('@').next().unwrap_or(name).to_string());
+            }
+        }
     }
+    assert_eq!(found, expected, "cali links left besides the system pods'");
     assert_eq!(
         lab.netns().iter().filter(|n| n.contains(".pod.")).count(),
-        0,
+        system_pods.len(),
         "pod namespaces left: {:?}",
         lab.netns()
     );
-    // Only the nodes' tunnel addresses remain allocated.
+    // Only the nodes' tunnel addresses and the system pods' addresses remain allocated.
     let blocks = lab.kubectl_ok(&["get", "ipamblocks.crd.projectcalico.org", "-o", "json"]);
     let blocks: serde_json::Value = serde_json::from_str(&blocks).unwrap();
     let handles: Vec<String> = blocks["items"]
@@ -310,8 +334,9 @@ fn routes_stay_exact_under_pod_churn() {
         })
         .sum();
     assert_eq!(
-        allocated, 3,
-        "only the 3 tunnel addresses stay allocated; handles {handles:?}"
+        allocated,
+        3 + system_pods.len(),
+        "only the 3 tunnel addresses and the system pods' stay allocated; handles {handles:?}"
     );
     let out = lab.down();
     assert!(out.status.success());

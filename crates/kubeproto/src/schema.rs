@@ -17,6 +17,7 @@ pub(crate) static ROOT_KINDS: &[(&str, &str, &str)] = &[
     ("v1", "Pod", "k8s.io.api.core.v1.Pod"),
     ("v1", "Service", "k8s.io.api.core.v1.Service"),
     ("v1", "ServiceAccount", "k8s.io.api.core.v1.ServiceAccount"),
+    ("authentication.k8s.io/v1", "TokenRequest", "k8s.io.api.authentication.v1.TokenRequest"),
     ("apps/v1", "DaemonSet", "k8s.io.api.apps.v1.DaemonSet"),
     ("apps/v1", "Deployment", "k8s.io.api.apps.v1.Deployment"),
     ("apps/v1", "ReplicaSet", "k8s.io.api.apps.v1.ReplicaSet"),
@@ -135,6 +136,26 @@ pub(crate) static MESSAGES: &[Message] = &[
     Message { name: "k8s.io.api.apps.v1.RollingUpdateDeployment", fields: &[
         Field { number: 1, json_name: "maxUnavailable", ty: Type::Message("k8s.io.apimachinery.pkg.util.intstr.IntOrString"), label: Label::Single, keep_zero: false },
         Field { number: 2, json_name: "maxSurge", ty: Type::Message("k8s.io.apimachinery.pkg.util.intstr.IntOrString"), label: Label::Single, keep_zero: false },
+    ] },
+    Message { name: "k8s.io.api.authentication.v1.BoundObjectReference", fields: &[
+        Field { number: 1, json_name: "kind", ty: Type::String, label: Label::Single, keep_zero: false },
+        Field { number: 2, json_name: "apiVersion", ty: Type::String, label: Label::Single, keep_zero: false },
+        Field { number: 3, json_name: "name", ty: Type::String, label: Label::Single, keep_zero: false },
+        Field { number: 4, json_name: "uid", ty: Type::String, label: Label::Single, keep_zero: false },
+    ] },
+    Message { name: "k8s.io.api.authentication.v1.TokenRequest", fields: &[
+        Field { number: 1, json_name: "metadata", ty: Type::Message("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"), label: Label::Single, keep_zero: false },
+        Field { number: 2, json_name: "spec", ty: Type::Message("k8s.io.api.authentication.v1.TokenRequestSpec"), label: Label::Single, keep_zero: false },
+        Field { number: 3, json_name: "status", ty: Type::Message("k8s.io.api.authentication.v1.TokenRequestStatus"), label: Label::Single, keep_zero: false },
+    ] },
+    Message { name: "k8s.io.api.authentication.v1.TokenRequestSpec", fields: &[
+        Field { number: 1, json_name: "audiences", ty: Type::String, label: Label::Repeated, keep_zero: false },
+        Field { number: 3, json_name: "boundObjectRef", ty: Type::Message("k8s.io.api.authentication.v1.BoundObjectReference"), label: Label::Single, keep_zero: false },
+        Field { number: 4, json_name: "expirationSeconds", ty: Type::Int64, label: Label::Single, keep_zero: false },
+    ] },
+    Message { name: "k8s.io.api.authentication.v1.TokenRequestStatus", fields: &[
+        Field { number: 1, json_name: "token", ty: Type::String, label: Label::Single, keep_zero: false },
+        Field { number: 2, json_name: "expirationTimestamp", ty: Type::Message("k8s.io.apimachinery.pkg.apis.meta.v1.Time"), label: Label::Single, keep_zero: false },
     ] },
     Message { name: "k8s.io.api.autoscaling.v1.Scale", fields: &[
         Field { number: 1, json_name: "metadata", ty: Type::Message("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"), label: Label::Single, keep_zero: false },

@@ -15,11 +15,15 @@
 //! **Invariant:** `down` signals only a process whose command line is this lab's `lab-run`
 //! ([`process::running_lab`]), and edits only the kubeconfig entries named `kubelab-<name>`.
 
+pub mod addons;
 pub mod inspect;
 pub mod kubeconfig;
 pub mod netlab;
+pub mod nodeports;
 pub mod process;
+pub mod status;
 pub mod topology;
+pub mod trace;
 
 use serde_json::Value;
 use std::future::Future;

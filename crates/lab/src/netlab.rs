@@ -169,6 +169,7 @@ pub async fn build_network(t: &Topology, state_dir: &Path) -> Result<(), LabErro
             // A lab is its own world: no reverse-path filtering between its namespaces.
             ("net.ipv4.conf.all.rp_filter", "0"),
             ("net.ipv4.conf.default.rp_filter", "0"),
+            dataplane::sysctl::TCP_TIMESTAMPS,
         ] {
             dataplane::sysctl::set(&path, key, value).map_err(dp)?;
         }
@@ -393,6 +394,11 @@ async fn run_lab(
         .service_cidr
         .clone()
         .unwrap_or_else(|| "10.96.0.0/12".into());
+    let cluster_dns = crate::addons::cluster_dns_ip(&service_cidr).ok_or_else(|| {
+        LabError::Network(format!(
+            "serviceCidr {service_cidr:?} is not an IPv4 range with room for the DNS address"
+        ))
+    })?;
     let mut children: Vec<Supervised> = Vec::new();
     children.push(Supervised {
         role: "server".into(),
@@ -405,7 +411,7 @@ async fn run_lab(
             "--advertise-address".into(),
             cp.ip.to_string(),
             "--service-cidr".into(),
-            service_cidr,
+            service_cidr.clone(),
             "--write-kubeconfig".into(),
             server_kubeconfig.display().to_string(),
         ],
@@ -494,6 +500,10 @@ async fn run_lab(
             agent_kubeconfig(state_dir).display().to_string(),
             "--state-dir".into(),
             dir.display().to_string(),
+            "--service-cidr".into(),
+            service_cidr.clone(),
+            "--cluster-dns".into(),
+            cluster_dns.to_string(),
         ];
         if n.control_plane {
             args.push("--control-plane".into());
@@ -513,6 +523,17 @@ async fn run_lab(
     }
     write_pids(state_dir, &children);
     step(state_dir, started, "agents started");
+    let nodeports = tokio::spawn(crate::nodeports::run(
+        client.clone(),
+        dataplane::netns::path(&cp.netns),
+        cp.ip,
+        state_dir.to_path_buf(),
+    ));
+    let addons = {
+        let client = client.clone();
+        let objects = crate::addons::cluster_dns(cluster_dns);
+        tokio::spawn(async move { crate::addons::ensure(&client, objects).await })
+    };
     // Last: `up` reads the kubeconfig as "the API answers"; it then waits for Ready nodes.
     kubeconfig::write_private(&paths.kubeconfig(), &host_text)?;
 
@@ -549,6 +570,8 @@ async fn run_lab(
         }
     }
     forwarder.abort();
+    nodeports.abort();
+    addons.abort();
     // Agents and the server first, gently: an agent leaves its pods running on SIGTERM.
     for child in &children {
         if let Some(pid) = child.pid {
@@ -593,7 +616,7 @@ fn retarget(doc: &Value, url: &str, name: &str) -> Value {
 }
 
 /// Accepts on the host's 127.0.0.1 and connects each client to `target` from inside `netns`.
-async fn forward(listener: tokio::net::TcpListener, netns: PathBuf, target: SocketAddr) {
+pub(crate) async fn forward(listener: tokio::net::TcpListener, netns: PathBuf, target: SocketAddr) {
     loop {
         let Ok((mut client, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
