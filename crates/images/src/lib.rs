@@ -8,6 +8,10 @@
 //! - [`reference`]: parsing image references (`docker.io/library/nginx:1.27`);
 //! - [`nginx`]: the `nginx` image (the welcome page, 404s, the access log);
 //! - [`busybox`]: the `busybox` image (the pod's command, run with the machine's programs);
+//! - [`redis`]: the `redis` image (a RESP2 server with the commands DockerCoins and
+//!   `redis-cli` use);
+//! - [`dockercoins`]: DockerCoins' rng, hasher, worker and webui, the course's sample
+//!   application;
 //! - [`Image::CoreDns`]: the cluster DNS image; its server lives in the `dns` crate, which
 //!   needs an API client, so the `kubelab` binary runs it rather than [`run`];
 //! - [`logfile`]: the CRI log format, the shim that writes it, and `kubectl logs`'s reader.
@@ -16,8 +20,10 @@
 //! directory layout; the node agent decides what runs where.
 
 pub mod busybox;
+pub mod dockercoins;
 pub mod logfile;
 pub mod nginx;
+pub mod redis;
 pub mod reference;
 
 use std::process::ExitCode;
@@ -38,10 +44,23 @@ pub enum Image {
     /// Its server is in the `dns` crate: the `kubelab` binary runs it, not [`run`], so that
     /// this crate stays free of the API client.
     CoreDns,
+    /// The official `redis` image: `redis-server` on port 6379.
+    Redis,
+    /// One of DockerCoins' services (`training/dockercoins-rng:1.0`, `dockercoins/rng:v0.1`).
+    DockerCoins(dockercoins::Service),
 }
 
 /// Every built-in image, in lookup order.
-const ALL: [Image; 3] = [Image::Nginx, Image::Busybox, Image::CoreDns];
+const ALL: [Image; 8] = [
+    Image::Nginx,
+    Image::Busybox,
+    Image::CoreDns,
+    Image::Redis,
+    Image::DockerCoins(dockercoins::Service::Rng),
+    Image::DockerCoins(dockercoins::Service::Hasher),
+    Image::DockerCoins(dockercoins::Service::Worker),
+    Image::DockerCoins(dockercoins::Service::Webui),
+];
 
 /// Where CoreDNS's image is published: kubeadm's registry today, the old Google registry
 /// older manifests name, and Docker Hub.
@@ -59,13 +78,16 @@ impl Image {
             Image::Nginx => "nginx",
             Image::Busybox => "busybox",
             Image::CoreDns => "coredns",
+            Image::Redis => "redis",
+            Image::DockerCoins(service) => service.name(),
         }
     }
 
     /// Whether `reference` names this image, whatever its tag or digest.
     fn matches(self, reference: &Reference) -> bool {
         match self {
-            Image::Nginx | Image::Busybox => reference.is_official(self.name()),
+            Image::Nginx | Image::Busybox | Image::Redis => reference.is_official(self.name()),
+            Image::DockerCoins(service) => service.matches(reference),
             Image::CoreDns => COREDNS_REPOSITORIES
                 .iter()
                 .any(|(registry, repository)| reference.is_repository(registry, repository)),
@@ -93,6 +115,8 @@ pub fn run(
     match image {
         Image::Nginx => nginx::run(reference, command, args, env),
         Image::Busybox => busybox::run(command, args),
+        Image::Redis => redis::run(reference, command, args, env),
+        Image::DockerCoins(service) => dockercoins::run(*service, command, args, env),
         Image::CoreDns => {
             eprintln!(
                 "images: {reference}: the CoreDNS image is run by the kubelab binary (its dns \
@@ -168,9 +192,42 @@ mod tests {
     }
 
     #[test]
-    fn unknown_images() {
+    fn redis_and_dockercoins() {
         for r in [
             "redis",
+            "redis:7",
+            "redis:7.2-alpine",
+            "docker.io/library/redis:latest",
+        ] {
+            assert_eq!(lookup(r), Some(Image::Redis), "{r}");
+        }
+        use dockercoins::Service;
+        for (r, service) in [
+            ("training/dockercoins-rng:1.0", Service::Rng),
+            ("training/dockercoins-hasher:1.0", Service::Hasher),
+            ("training/dockercoins-worker:1.0", Service::Worker),
+            ("training/dockercoins-webui:1.0", Service::Webui),
+            ("dockercoins/rng:v0.1", Service::Rng),
+            ("dockercoins/hasher:v0.1", Service::Hasher),
+            ("dockercoins/worker:v0.1", Service::Worker),
+            ("docker.io/dockercoins/webui:v0.1", Service::Webui),
+        ] {
+            assert_eq!(lookup(r), Some(Image::DockerCoins(service)), "{r}");
+        }
+        assert_eq!(Image::DockerCoins(Service::Webui).name(), "webui");
+        for r in [
+            "rng",
+            "training/dockercoins-miner",
+            "bitnami/redis",
+            "quay.io/training/dockercoins-rng",
+        ] {
+            assert_eq!(lookup(r), None, "{r}");
+        }
+    }
+
+    #[test]
+    fn unknown_images() {
+        for r in [
             "nginxinc/nginx-unprivileged",
             "quay.io/library/nginx",
             "nginx-ingress",

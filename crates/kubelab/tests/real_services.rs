@@ -250,6 +250,20 @@ fn pods_use_cluster_dns_the_kubernetes_service_and_reach_themselves() {
     }
     let version = curl_from_pod(&lab, pod, &["-k", "https://kubernetes.default.svc/version"]);
     assert!(version.contains("\"gitVersion\""), "{version}");
+    // And from every node, through the same Service address.
+    for node in ["kube-0", "kube-1", "kube-2"] {
+        let out = lab.ssh_ok(
+            node,
+            &[
+                "curl",
+                "-sk",
+                "--max-time",
+                "5",
+                "https://10.96.0.1:443/version",
+            ],
+        );
+        assert!(out.contains("\"gitVersion\""), "{node}: {out}");
+    }
 
     // A pod reaches itself through a Service that only it backs (hairpin: masqueraded so
     // the answer comes back through the node).
