@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use sha2::{Digest, Sha256};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use super::net::{self, Request, Response};
 use super::{Env, IDLE_TIMEOUT, Log, peer_ip};
@@ -108,26 +108,14 @@ pub async fn serve_hasher(
     log: Log,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let listener = TcpListener::from_std(listener)?;
     let hostname: Arc<str> = hostname.into();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => return Ok(()),
-        };
+    net::accept_until(listener, shutdown, move |stream, peer| {
         let (hostname, log) = (hostname.clone(), log.clone());
-        tokio::spawn(async move {
+        async move {
             let _ = serve_connection(stream, &peer_ip(&peer), &hostname, delay, &log).await;
-        });
-    }
+        }
+    })
+    .await
 }
 
 async fn serve_connection(

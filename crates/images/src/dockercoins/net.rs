@@ -73,6 +73,37 @@ fn strip_os_error(e: &io::Error) -> String {
     }
 }
 
+/// Accepts on `listener` until `shutdown` completes and hands every connection, with its
+/// peer, to `serve` on a task of its own (the accept loop the three HTTP services share).
+/// Must run inside a tokio runtime.
+pub async fn accept_until<F, Fut>(
+    listener: std::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+    serve: F,
+) -> io::Result<()>
+where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                // Out of descriptors and the like: wait instead of spinning.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
+        tokio::spawn(serve(stream, peer));
+    }
+}
+
 /// Resolves `host` (getaddrinfo) and connects to the first address that answers, IPv4
 /// first, as Python's `socket.create_connection` does.
 pub async fn connect(host: &str, port: u16) -> Result<TcpStream, NetError> {

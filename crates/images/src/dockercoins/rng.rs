@@ -18,7 +18,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use rand::RngCore;
-use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
 use super::net::{self, Request, Response};
@@ -121,25 +120,12 @@ pub async fn serve_rng(
     log: Log,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let listener = TcpListener::from_std(listener)?;
     // tokio's Mutex is fair: waiting requests are answered in arrival order.
     let turn = Arc::new(Mutex::new(()));
     let hostname: Arc<str> = hostname.into();
-    tokio::pin!(shutdown);
-    loop {
-        let (mut stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => return Ok(()),
-        };
+    net::accept_until(listener, shutdown, move |mut stream, peer| {
         let (turn, hostname, log) = (turn.clone(), hostname.clone(), log.clone());
-        tokio::spawn(async move {
+        async move {
             let mut buf = Vec::new();
             let request: Request =
                 match tokio::time::timeout(IDLE_TIMEOUT, net::read_request(&mut stream, &mut buf))
@@ -164,8 +150,9 @@ pub async fn serve_rng(
             let _ = net::write_response(&mut stream, &response, "HTTP/1.0", head_only).await;
             let line = format!("{} {} {}", request.method, request.target, request.version);
             log.line(&access_line(&peer_ip(&peer), &line, response.status));
-        });
-    }
+        }
+    })
+    .await
 }
 
 /// The container: werkzeug's start-up line, then the server.

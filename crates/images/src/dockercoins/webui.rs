@@ -15,9 +15,9 @@ use std::future::Future;
 use std::io;
 use std::net::TcpListener as StdTcpListener;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 use super::net::{self, NetError, RedisCallError, RedisConnection, Request, Response};
@@ -189,26 +189,14 @@ pub async fn serve_webui(
     log: Log,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let listener = TcpListener::from_std(listener)?;
     let redis = Arc::new(redis);
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => return Ok(()),
-        };
+    net::accept_until(listener, shutdown, move |stream, _peer| {
         let (redis, log) = (redis.clone(), log.clone());
-        tokio::spawn(async move {
+        async move {
             let _ = serve_connection(stream, &redis, &log).await;
-        });
-    }
+        }
+    })
+    .await
 }
 
 async fn serve_connection(mut stream: TcpStream, redis: &RedisSource, log: &Log) -> io::Result<()> {
