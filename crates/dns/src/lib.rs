@@ -5,7 +5,8 @@
 //! It answers like CoreDNS's kubernetes plugin under kubeadm's Corefile (`pods insecure`,
 //! `ttl 30`, zones `cluster.local`, `in-addr.arpa`, `ip6.arpa`), with one deliberate
 //! difference: names outside those zones are REFUSED, not forwarded, because a lab has no
-//! upstream resolver and sends nothing off the machine.
+//! upstream resolver and sends nothing off the machine (single-label names get the NXDOMAIN
+//! the root zone would give).
 //!
 //! - [`records`]: the pure data ([`Records`]) built from Services, EndpointSlices, Namespaces;
 //! - [`mod@lookup`]: the pure question-to-answer function ([`lookup()`]) and the wire format;

@@ -2,7 +2,10 @@
 //! kubeadm's Corefile (`kubernetes cluster.local in-addr.arpa ip6.arpa { pods insecure }`,
 //! `ttl 30`), but with nothing behind it: names outside those zones are REFUSED instead of
 //! forwarded (a lab has no upstream resolver to forward to, and must send nothing off the
-//! machine).
+//! machine). Single-label names are the exception: they are NXDOMAIN, which is what the root
+//! zone behind a real cluster's `forward . /etc/resolv.conf` says of `redis.`, so a pod's
+//! resolver, having walked its search list, fails with "Name or service not known" as it does
+//! in a real cluster, not with "Temporary failure in name resolution".
 //!
 //! [`lookup`] is the pure question-to-answer function; [`answer_packet`] adds the wire format
 //! and UDP truncation.
@@ -92,7 +95,7 @@ struct Question<'a> {
 type Answer = (Vec<Record>, Vec<Record>);
 
 /// The response to `request`: an authoritative answer for names in the cluster zones,
-/// REFUSED for everything else.
+/// NXDOMAIN for single-label names, REFUSED for everything else.
 pub fn lookup(records: &Records, request: &Message) -> Message {
     let mut response = Message::new(request.id, MessageType::Response, request.op_code);
     response.metadata = Metadata::response_from_request(&request.metadata);
@@ -116,7 +119,11 @@ pub fn lookup(records: &Records, request: &Message) -> Message {
         return response;
     }
     let Some(question) = question(query.name()) else {
-        response.metadata.response_code = ResponseCode::Refused;
+        response.metadata.response_code = if query.name().num_labels() == 1 {
+            ResponseCode::NXDomain
+        } else {
+            ResponseCode::Refused
+        };
         return response;
     };
     let outcome = match query.query_type() {

@@ -461,17 +461,28 @@ fn existing_names_without_the_type_are_nodata() {
 
 #[test]
 fn names_outside_the_cluster_are_refused() {
-    for name in [
-        "example.com.",
-        "kubernetes.io.",
-        "local.",
-        "cluster.local.example.",
-    ] {
+    for name in ["example.com.", "kubernetes.io.", "cluster.local.example."] {
         let response = ask(&cluster(), name, RecordType::A);
         assert_eq!(response.response_code, ResponseCode::Refused, "{name}");
         assert!(response.answers.is_empty() && response.authorities.is_empty());
         assert!(!response.authoritative);
         assert_eq!(response.queries.len(), 1, "the question is echoed");
+    }
+}
+
+/// A bare name's last search step (`redis.`): the root zone says NXDOMAIN, so getaddrinfo
+/// ends with EAI_NONAME ("Name or service not known") as in a real cluster.
+#[test]
+fn single_label_names_do_not_exist() {
+    for (name, record_type) in [
+        ("redis.", RecordType::A),
+        ("redis.", RecordType::AAAA),
+        ("local.", RecordType::A),
+    ] {
+        let response = ask(&cluster(), name, record_type);
+        assert_eq!(response.response_code, ResponseCode::NXDomain, "{name}");
+        assert!(response.answers.is_empty());
+        assert!(!response.authoritative, "the answer is not ours: {name}");
     }
 }
 

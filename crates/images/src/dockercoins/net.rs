@@ -73,9 +73,24 @@ fn strip_os_error(e: &io::Error) -> String {
     }
 }
 
+/// After `shutdown`, how long the server goes on accepting until a quiet spell without a new
+/// connection. The kubelet signals the container while the pod's endpoint is still being
+/// removed; connections kube-proxy sent here before the rule changed still arrive meanwhile.
+pub const DRAIN_QUIET: Duration = Duration::from_secs(1);
+
+/// After the last accept, how long the requests in hand (rng's queue, webui's keep-alive
+/// connections) may take. Well inside the default 30 s grace period, so the process ends on
+/// its own instead of being killed.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
 /// Accepts on `listener` until `shutdown` completes and hands every connection, with its
 /// peer, to `serve` on a task of its own (the accept loop the three HTTP services share).
 /// Must run inside a tokio runtime.
+///
+/// Then it drains, as the originals effectively do (Python as PID 1 ignores SIGTERM and
+/// serves on until the grace period ends): it keeps accepting until [`DRAIN_QUIET`] passes
+/// without a connection, and waits up to [`DRAIN_LIMIT`] for the requests it took, so a
+/// deleted rng answers the workers queued on it instead of resetting them.
 pub async fn accept_until<F, Fut>(
     listener: std::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
@@ -87,6 +102,7 @@ where
 {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
+    let mut in_hand = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -98,10 +114,28 @@ where
                     continue;
                 }
             },
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => break,
         };
-        tokio::spawn(serve(stream, peer));
+        in_hand.spawn(serve(stream, peer));
+        // Forget finished connections so a long-running server holds no list of them.
+        while in_hand.try_join_next().is_some() {}
     }
+    loop {
+        tokio::select! {
+            r = listener.accept() => {
+                if let Ok((stream, peer)) = r {
+                    in_hand.spawn(serve(stream, peer));
+                }
+            }
+            _ = tokio::time::sleep(DRAIN_QUIET) => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(DRAIN_LIMIT, async {
+        while in_hand.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
 }
 
 /// Resolves `host` (getaddrinfo) and connects to the first address that answers, IPv4
@@ -583,6 +617,47 @@ pub fn host_and_port(text: &str, default_port: u16) -> (String, u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request accepted before SIGTERM, and one that arrives just after it (kube-proxy's
+    /// rule not yet gone), are both answered before the server returns.
+    #[tokio::test]
+    async fn shutdown_drains_the_requests_in_hand() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(accept_until(
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+            |mut stream, _peer| async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = stream.write_all(b"served").await;
+            },
+        ));
+        async fn answer(mut stream: TcpStream) -> String {
+            let mut reply = String::new();
+            stream.read_to_string(&mut reply).await.unwrap();
+            reply
+        }
+        let before = TcpStream::connect(address).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!server.is_finished(), "a request is still in hand");
+        let after = TcpStream::connect(address).await.unwrap();
+        assert_eq!(answer(before).await, "served");
+        assert_eq!(answer(after).await, "served");
+        tokio::time::timeout(DRAIN_QUIET * 4, server)
+            .await
+            .expect("the server returns once drained")
+            .unwrap()
+            .unwrap();
+        assert!(
+            TcpStream::connect(address).await.is_err(),
+            "the listener is closed"
+        );
+    }
 
     #[test]
     fn urls() {

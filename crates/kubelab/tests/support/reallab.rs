@@ -173,13 +173,21 @@ impl Lab {
 
     /// `(name, node, ip)` of Running pods with label `selector`.
     pub fn running_pods(&self, selector: &str) -> Vec<(String, String, String)> {
+        self.running_pods_with(selector, "{.status.podIP}")
+    }
+
+    /// The running (not terminating) pods matching `selector`: name, node and the value of
+    /// the JSONPath template `third` (one field, no spaces).
+    pub fn running_pods_with(&self, selector: &str, third: &str) -> Vec<(String, String, String)> {
         let out = self.kubectl_ok(&[
             "get",
             "pods",
             "-l",
             selector,
             "-o",
-            "jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP} {.status.phase} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+            &format!(
+                "jsonpath={{range .items[*]}}{{.metadata.name}} {{.spec.nodeName}} {third} {{.status.phase}} {{.metadata.deletionTimestamp}}{{\"\\n\"}}{{end}}"
+            ),
         ]);
         out.lines()
             .filter_map(|l| {
