@@ -679,3 +679,44 @@ fn rng_container_logs_like_werkzeug() {
     );
     assert!(stderr.ends_with("] \"GET / HTTP/1.1\" 200 -\n"), "{stderr}");
 }
+
+/// Everything a server writes before it closes the connection.
+async fn exchange(address: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+/// A malformed request gets a 400 and the connection closed, from each HTTP service, and the
+/// service goes on answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_gets_400_and_close() {
+    let redis = start_redis_on(listener());
+    let servers = [
+        ("rng", start_rng(Captured::default().log()), "HTTP/1.0 400"),
+        (
+            "hasher",
+            start_hasher(Captured::default().log()),
+            "HTTP/1.1 400",
+        ),
+        (
+            "webui",
+            start_webui(redis, Captured::default().log()),
+            "HTTP/1.1 400",
+        ),
+    ];
+    for (name, address, status) in servers {
+        let reply = exchange(address, b"HELLO\r\n\r\n").await;
+        assert!(reply.starts_with(status), "{name}: {reply:?}");
+        let reply = exchange(address, b"GET / HTTP/1.0\r\n\r\n").await;
+        assert!(
+            reply.contains(" 200 ") || reply.contains(" 302 ") || reply.contains(" 301 "),
+            "{name} after garbage: {reply:?}"
+        );
+    }
+}

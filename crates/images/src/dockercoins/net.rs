@@ -311,6 +311,26 @@ pub fn decode_chunked(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, ReadError>
     }
 }
 
+/// The next request on `stream`, or None once the connection is done: idle past `idle`,
+/// closed or unreadable. A malformed request is answered with `bad_request` (in `version`)
+/// first, as the originals' servers answer 400 and hang up.
+pub async fn next_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    idle: Duration,
+    bad_request: &Response,
+    version: &str,
+) -> Option<Request> {
+    match tokio::time::timeout(idle, read_request(stream, buf)).await {
+        Ok(Ok(request)) => Some(request),
+        Ok(Err(ReadError::Bad(_))) => {
+            let _ = write_response(stream, bad_request, version, false).await;
+            None
+        }
+        _ => None,
+    }
+}
+
 /// Reads the next request from `stream`; bytes past it stay in `buf` for the next call
 /// (pipelining).
 pub async fn read_request<S: AsyncRead + Unpin>(

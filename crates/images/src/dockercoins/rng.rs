@@ -20,7 +20,7 @@ use jiff::tz::TimeZone;
 use rand::RngCore;
 use tokio::sync::Mutex;
 
-use super::net::{self, Request, Response};
+use super::net::{self, Response};
 use super::{Env, IDLE_TIMEOUT, Log, peer_ip};
 
 /// The original's "little bit of delay" per request.
@@ -127,19 +127,18 @@ pub async fn serve_rng(
         let (turn, hostname, log) = (turn.clone(), hostname.clone(), log.clone());
         async move {
             let mut buf = Vec::new();
-            let request: Request =
-                match tokio::time::timeout(IDLE_TIMEOUT, net::read_request(&mut stream, &mut buf))
-                    .await
-                {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(net::ReadError::Bad(_))) => {
-                        let response = Response::new(400, "").header("Content-Length", "0");
-                        let _ =
-                            net::write_response(&mut stream, &response, "HTTP/1.0", false).await;
-                        return;
-                    }
-                    _ => return,
-                };
+            let bad_request = Response::new(400, "").header("Content-Length", "0");
+            let Some(request) = net::next_request(
+                &mut stream,
+                &mut buf,
+                IDLE_TIMEOUT,
+                &bad_request,
+                "HTTP/1.0",
+            )
+            .await
+            else {
+                return;
+            };
             let route = route(&request.method, &request.target);
             let _my_turn = turn.lock().await;
             if matches!(route, Route::Random(_)) {

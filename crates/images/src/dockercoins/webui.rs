@@ -201,20 +201,19 @@ pub async fn serve_webui(
 
 async fn serve_connection(mut stream: TcpStream, redis: &RedisSource, log: &Log) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
+    let bad_request = Response::new(400, "").header("Connection", "close");
     let mut buf = Vec::new();
     loop {
-        let request = match tokio::time::timeout(
+        let Some(request) = net::next_request(
+            &mut stream,
+            &mut buf,
             IDLE_TIMEOUT,
-            net::read_request(&mut stream, &mut buf),
+            &bad_request,
+            "HTTP/1.1",
         )
         .await
-        {
-            Ok(Ok(r)) => r,
-            Ok(Err(net::ReadError::Bad(_))) => {
-                let response = Response::new(400, "").header("Connection", "close");
-                return net::write_response(&mut stream, &response, "HTTP/1.1", false).await;
-            }
-            _ => return Ok(()),
+        else {
+            return Ok(());
         };
         let response = match respond_static(&request) {
             Some(r) => r,
