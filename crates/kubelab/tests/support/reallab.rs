@@ -38,16 +38,18 @@ pub struct Lab {
 }
 
 impl Lab {
+    /// Boots lab `<name>-<pid>`: the test process's id keeps two runs of one test on a
+    /// machine (two checkouts, CI beside a developer) from sharing, or tearing down, each
+    /// other's namespaces. Tests read the name back from `lab.name`.
     pub fn up(name: &str, extra: &[&str]) -> Lab {
         require_root();
         let mut lab = Lab {
             dir: tempfile::tempdir().expect("temp dir"),
-            name: name.to_string(),
+            name: format!("{name}-{}", std::process::id()),
             down_done: false,
         };
-        // A lab of this name left by an aborted earlier run would make `up` refuse.
-        let _ = lab.kubelab(&["down", "--name", name]);
-        let mut args = vec!["up", "--name", name];
+        let name = lab.name.clone();
+        let mut args = vec!["up", "--name", name.as_str()];
         args.extend_from_slice(extra);
         let out = lab.kubelab(&args);
         if !out.status.success() {
