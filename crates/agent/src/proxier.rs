@@ -3,9 +3,13 @@
 //! only the Service ports that changed ([`proxy::IncrementalRuleset`]).
 //!
 //! Why a change is applied at once rather than on kube-proxy's 1 s minimum sync period: a
-//! sync here costs one `nft` run with only the difference ([`proxy::Ruleset::update_script`]),
-//! so there is no burst to protect against; changes that arrive while a sync runs are
-//! coalesced into the next one. A failed update, or a restart, re-applies the whole table.
+//! sync here costs one nf_tables netlink batch with only the difference
+//! ([`proxy::Ruleset::write_update`] into [`proxy::netlink::BatchSink`]; no `nft` process, no
+//! cache of the table), so there is no burst to protect against; changes that arrive while a
+//! sync runs are coalesced into the next one. A failed update, or a restart, re-applies the
+//! whole table in one transaction ([`proxy::Nft::replace_table`], which falls back to `nft -f`
+//! for anything the encoder cannot write). `KUBELAB_PROXY_BACKEND=nft` makes every sync an
+//! `nft -f` script instead (the path before the netlink encoder, for comparisons).
 //!
 //! Runs inside the node's network namespace, so pods (whose traffic the node routes) and the
 //! node's own processes both meet the rules; NodePorts answer on every local address.
@@ -14,10 +18,40 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Client;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
+use proxy::netlink::BatchSink;
+use proxy::transaction::{Discard, ScriptSink};
 use proxy::{IncrementalRuleset, Nft, ProxyConfig, ProxyState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+
+/// How one sync reaches the kernel.
+enum Transaction {
+    /// A netlink batch (the whole table or the difference).
+    Batch(Vec<u8>),
+    /// An `nft -f` script (the whole table or the difference).
+    Script(String),
+}
+
+/// The transaction that replaces the whole table: a netlink batch, or the `nft -f` script when
+/// the encoder does not know a rule (cannot happen with the rules the proxy renders).
+fn full_transaction(ruleset: &proxy::Ruleset, scripts_only: bool) -> Transaction {
+    if scripts_only {
+        return Transaction::Script(ruleset.to_nft_script());
+    }
+    match ruleset.to_netlink_batch() {
+        Ok(bytes) => Transaction::Batch(bytes),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot encode the table as netlink; using nft -f");
+            Transaction::Script(ruleset.to_nft_script())
+        }
+    }
+}
+
+/// `KUBELAB_PROXY_BACKEND=nft`: every sync through `nft -f`.
+fn scripts_only() -> bool {
+    std::env::var("KUBELAB_PROXY_BACKEND").is_ok_and(|v| v == "nft")
+}
 
 /// A full re-apply this often repairs whatever changed the table behind our back.
 const FULL_RESYNC: Duration = Duration::from_secs(300);
@@ -61,6 +95,7 @@ pub async fn run(client: Client, config: ProxyConfig) {
     let _ = services.wait_until_ready().await;
     let _ = slices.wait_until_ready().await;
     let nft = Nft::new();
+    let scripts_only = scripts_only();
     // Always the wanted state; `loaded` says whether the kernel holds what it held last.
     let mut rules = IncrementalRuleset::new();
     let mut loaded = false;
@@ -75,21 +110,56 @@ pub async fn run(client: Client, config: ProxyConfig) {
                 &config,
             )
         };
-        let diff = rules.update(state);
         if last_full.elapsed() > FULL_RESYNC {
             loaded = false;
         }
-        let script = if loaded {
-            diff
+        let full = !loaded;
+        let started = Instant::now();
+        let transaction = if full {
+            rules.update_into(state, &mut Discard);
+            let rendered = started.elapsed();
+            let transaction = full_transaction(rules.ruleset(), scripts_only);
+            tracing::info!(
+                chains = rules.ruleset().chains.len(),
+                render_ms = rendered.as_millis() as u64,
+                encode_ms = (started.elapsed() - rendered).as_millis() as u64,
+                "full sync of Service rules prepared"
+            );
+            Some(transaction)
+        } else if scripts_only {
+            let mut script = ScriptSink::default();
+            rules
+                .update_into(state, &mut script)
+                .then_some(Transaction::Script(script.script))
         } else {
-            Some(rules.ruleset().to_nft_script())
+            let mut batch = BatchSink::new();
+            if rules.update_into(state, &mut batch) {
+                match batch.finish() {
+                    Ok(bytes) => Some(Transaction::Batch(bytes)),
+                    // The full path falls back to `nft -f` by itself.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot encode the update; re-applying all");
+                        Some(full_transaction(rules.ruleset(), scripts_only))
+                    }
+                }
+            } else {
+                None
+            }
         };
-        if let Some(script) = script {
-            let full = !loaded;
+        if let Some(transaction) = transaction {
             let nft = nft.clone();
-            match tokio::task::spawn_blocking(move || nft.apply(&script)).await {
+            let applied = tokio::task::spawn_blocking(move || match transaction {
+                Transaction::Batch(bytes) => nft.send_batch(&bytes),
+                Transaction::Script(script) => nft.apply(&script),
+            })
+            .await;
+            match applied {
                 Ok(Ok(())) => {
                     if full {
+                        tracing::info!(
+                            total_ms = started.elapsed().as_millis() as u64,
+                            "full sync of Service rules applied"
+                        );
                         last_full = Instant::now();
                     }
                     loaded = true;

@@ -20,7 +20,9 @@
 //!   kube-1's agent is killed (SIGKILL; `lab-run` restarts it) and the benchmark times, from the
 //!   new agent's pid appearing in `pids.json`, until kube-1's table has been replaced (a new
 //!   table handle: the agent re-applies the whole table in one atomic transaction) and holds
-//!   every Service. Cut at `BENCH_CASE_TIMEOUT` with what was reached.
+//!   every Service. Cut at `BENCH_CASE_TIMEOUT` with what was reached. The agents send
+//!   nf_tables netlink batches; `KUBELAB_PROXY_BACKEND=nft` (inherited by the lab) makes them
+//!   run `nft -f` instead, for the figures before.
 //! - **wrk**: on a fresh lab, a Deployment of one nginx pod pinned to kube-2 and a ClusterIP
 //!   Service 8080 → 80; `wrk -t2 -c32 -d<BENCH_WRK_SECS>s` runs in kube-1 (`kubelab ssh`) against
 //!   the pod IP and the ClusterIP alternately, with keep-alive and with `Connection: close`,
@@ -572,9 +574,10 @@ async fn latency_lab(settings: &Settings, rows: &mut Vec<String>) -> Result<()> 
     let (lab, took) = Lab::up(settings.dir.as_deref(), &name, 2)?;
     let nodes = nodes(&lab)?;
     println!(
-        "  up in {}; nodes {:?}; loadavg {}",
+        "  up in {}; nodes {:?}; agents' backend {}; loadavg {}",
         secs(took),
         nodes.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        proxy_backend(),
         loadavg()
     );
     let mut monitors = nodes
@@ -697,12 +700,24 @@ async fn latency_lab(settings: &Settings, rows: &mut Vec<String>) -> Result<()> 
     Ok(())
 }
 
+/// How the lab's agents program their tables: `KUBELAB_PROXY_BACKEND=nft` (inherited by the
+/// lab's processes) makes them run `nft -f` as before the netlink encoder.
+fn proxy_backend() -> &'static str {
+    match std::env::var("KUBELAB_PROXY_BACKEND").as_deref() {
+        Ok("nft") => "nft -f",
+        _ => "netlink",
+    }
+}
+
 // ----- (b) full sync --------------------------------------------------------------------------
 
 async fn full_lab(settings: &Settings, lines: &mut Vec<String>) -> Result<()> {
     let n = settings.full;
     let name = format!("bench-{}-svcfull", std::process::id());
-    println!("\n== full sync of {n} Services × 5 endpoints, kube-0 + 2 workers ==");
+    println!(
+        "\n== full sync of {n} Services × 5 endpoints, kube-0 + 2 workers (agents' backend: {}) ==",
+        proxy_backend()
+    );
     let (lab, took) = Lab::up(settings.dir.as_deref(), &name, 2)?;
     let nodes = nodes(&lab)?;
     println!("  up in {}; loadavg {}", secs(took), loadavg());
@@ -858,7 +873,7 @@ async fn full_lab(settings: &Settings, lines: &mut Vec<String>) -> Result<()> {
                     secs(n.saturating_duration_since(restarted)),
                     secs(t.saturating_duration_since(n))
                 ),
-                None => "the agent's `nft -f` was not seen".into(),
+                None => "no `nft -f` process: the agent sent a netlink batch".into(),
             }
         ),
         Some(t) => format!(
@@ -880,8 +895,10 @@ async fn full_lab(settings: &Settings, lines: &mut Vec<String>) -> Result<()> {
         .unwrap_or_default();
     for l in log
         .lines()
-        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-        .take(10)
+        .filter(|l| {
+            l.contains("WARN") || l.contains("ERROR") || l.contains("full sync of Service rules")
+        })
+        .take(20)
     {
         println!("  agent-{node}.log: {l}");
     }

@@ -16,6 +16,20 @@ pub enum ProxyError {
         status: std::process::ExitStatus,
         stderr: String,
     },
+    /// A rule, key or declaration the netlink encoder does not know; the `nft -f` script of
+    /// the same transaction still works.
+    #[error("not encodable as nf_tables netlink: {0}")]
+    Unsupported(String),
+    /// The netlink socket failed (open, send, receive).
+    #[error("nf_tables netlink socket: {0}")]
+    Socket(#[source] std::io::Error),
+    /// The kernel refused the batch (message `seq`; 0 is the batch as a whole, at commit).
+    #[error("nf_tables refused the batch (message {seq}): {error}")]
+    Kernel {
+        seq: u32,
+        #[source]
+        error: std::io::Error,
+    },
     /// Entering the target network namespace failed.
     #[error("network namespace: {0}")]
     Netns(#[source] dataplane::DataplaneError),

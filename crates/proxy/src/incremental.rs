@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::model::{ProxyState, ServicePortName, ServicePortState};
 use crate::ruleset::Ruleset;
+use crate::transaction::{ScriptSink, Sink};
 
 /// The table as last rendered, with what each Service port put into it.
 #[derive(Debug, Clone, Default)]
@@ -47,14 +48,21 @@ impl IncrementalRuleset {
     /// new one (as [`Ruleset::update_script`]), `None` when nothing changed. The first call,
     /// and any change of [`crate::ProxyConfig`], renders everything.
     pub fn update(&mut self, state: ProxyState) -> Option<String> {
+        let mut sink = ScriptSink::default();
+        self.update_into(state, &mut sink).then_some(sink.script)
+    }
+
+    /// Moves to `state` and writes the transaction from the previous ruleset to the new one
+    /// into `sink` (as [`Ruleset::write_update`]); `false` when nothing changed.
+    pub fn update_into(&mut self, state: ProxyState, sink: &mut impl Sink) -> bool {
         let Some(previous) = self.state.take() else {
             self.rebuild(state);
-            return Ruleset::update_script(&Ruleset::default(), &self.ruleset);
+            return Ruleset::write_update(&Ruleset::default(), &self.ruleset, sink);
         };
         if previous.config != state.config {
             let old = std::mem::take(&mut self.ruleset);
             self.rebuild(state);
-            return Ruleset::update_script(&old, &self.ruleset);
+            return Ruleset::write_update(&old, &self.ruleset, sink);
         }
 
         let changed = changed_ports(&previous.service_ports, &state.service_ports);
@@ -167,7 +175,7 @@ impl IncrementalRuleset {
             }
         }
         self.state = Some(state);
-        Ruleset::update_script(&old_part, &new_part)
+        Ruleset::write_update(&old_part, &new_part, sink)
     }
 
     /// Renders `state` from scratch.

@@ -1,33 +1,56 @@
-//! The thin effectful shell: runs the `nft` binary, one process per transaction, in the
-//! caller's network namespace or in a chosen one.
+//! The thin effectful shell: sends a transaction to the kernel, in the caller's network
+//! namespace or in a chosen one, either as one nf_tables netlink batch ([`Nft::send_batch`],
+//! built by [`crate::netlink::BatchSink`]) or through the `nft` binary ([`Nft::apply`], one
+//! process per script: the fallback, and what tests and debugging read).
 
 use std::io::Write as _;
-use std::path::Path;
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use dataplane::netns::NsFds;
 
 use crate::error::ProxyError;
 use crate::ruleset::TABLE;
 
+/// Which path a transaction took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// One nf_tables netlink batch.
+    Netlink,
+    /// An `nft -f` script (the fallback).
+    Script,
+}
+
 /// Runs `nft` against table `ip kube-proxy`.
 #[derive(Debug, Clone, Default)]
 pub struct Nft {
     /// Where to run; `None` means the namespace of the calling thread.
     netns: Option<NsFds>,
+    /// The same namespace by path, for opening the netlink socket inside it.
+    netns_path: Option<PathBuf>,
+    /// The `NETLINK_NETFILTER` socket, opened on first use and kept (opening one inside
+    /// another namespace takes a thread); closed after a socket error, reopened next time.
+    /// Shared by clones, one batch at a time.
+    socket: Arc<Mutex<Option<OwnedFd>>>,
 }
 
 impl Nft {
     /// `nft` in the calling thread's network namespace (the node agent runs inside its node).
     pub fn new() -> Nft {
-        Nft { netns: None }
+        Nft::default()
     }
 
     /// `nft` inside the network namespace mounted at `netns` (e.g. `/run/netns/NAME`); only the
     /// child process enters it, the caller stays where it is.
     pub fn in_netns(netns: &Path) -> Result<Nft, ProxyError> {
         let fds = NsFds::open(netns, None).map_err(ProxyError::Netns)?;
-        Ok(Nft { netns: Some(fds) })
+        Ok(Nft {
+            netns: Some(fds),
+            netns_path: Some(netns.to_path_buf()),
+            socket: Arc::default(),
+        })
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -67,6 +90,16 @@ impl Nft {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// `nft -j list table ip kube-proxy` (what `kubelab trace` reads).
+    pub fn list_table_json(&self) -> Result<String, ProxyError> {
+        let output = self
+            .command(&["-j", "list", "table", "ip", "kube-proxy"])
+            .output()
+            .map_err(ProxyError::Spawn)?;
+        check(&format!("-j list table {TABLE}"), &output)?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     /// `nft list ruleset` (every table of the namespace, not only ours).
     pub fn list_ruleset(&self) -> Result<String, ProxyError> {
         let output = self
@@ -82,6 +115,175 @@ impl Nft {
         // "add" first makes the transaction succeed when the table is absent, without having to
         // recognise nft's "No such file or directory" message.
         self.apply(&format!("add table {TABLE}\ndelete table {TABLE}\n"))
+    }
+}
+
+impl Nft {
+    /// Replaces table `ip kube-proxy` with `ruleset` in one transaction: as one netlink batch,
+    /// or through `nft -f` when the batch cannot be encoded (a rule shape the encoder does not
+    /// know: [`ProxyError::Unsupported`]). Returns which way it went.
+    pub fn replace_table(&self, ruleset: &crate::Ruleset) -> Result<Applied, ProxyError> {
+        match ruleset.to_netlink_batch() {
+            Ok(bytes) => self.send_batch(&bytes).map(|()| Applied::Netlink),
+            Err(ProxyError::Unsupported(_)) => self
+                .apply(&ruleset.to_nft_script())
+                .map(|()| Applied::Script),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Sends `batch` (a whole transaction from [`crate::netlink::BatchSink::finish`]) to the
+    /// kernel on a fresh `NETLINK_NETFILTER` socket: applied entirely or not at all. The kernel
+    /// handles the batch inside `sendmsg`, so every error is queued by the time it returns;
+    /// no message asks for an acknowledgement, so only errors come back.
+    pub fn send_batch(&self, batch: &[u8]) -> Result<(), ProxyError> {
+        let mut socket = self
+            .socket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let open = match socket.take() {
+            Some(open) => open,
+            None => match &self.netns_path {
+                None => open_netfilter_socket()?,
+                Some(path) => dataplane::netns::in_netns(path, open_netfilter_socket)
+                    .map_err(ProxyError::Netns)??,
+            },
+        };
+        let result = send_and_check(&open, batch);
+        // A refused batch leaves the socket as good as new; anything else closes it.
+        if matches!(result, Ok(()) | Err(ProxyError::Kernel { .. })) {
+            *socket = Some(open);
+        }
+        result
+    }
+}
+
+fn last_os_error() -> ProxyError {
+    ProxyError::Socket(std::io::Error::last_os_error())
+}
+
+fn open_netfilter_socket() -> Result<OwnedFd, ProxyError> {
+    // SAFETY: plain socket(2); the descriptor is owned right away.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_NETFILTER,
+        )
+    };
+    if fd < 0 {
+        return Err(last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Errors echo only their header, not the (possibly huge) failed message.
+    set_int_option(&socket, libc::SOL_NETLINK, libc::NETLINK_CAP_ACK, 1)?;
+    set_int_option(&socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 4 << 20)?;
+    // SAFETY: a zeroed sockaddr_nl is valid; the kernel assigns the port id.
+    let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: `address` is a valid sockaddr_nl of the given length.
+    let bound = unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            (&raw const address).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if bound < 0 {
+        return Err(last_os_error());
+    }
+    Ok(socket)
+}
+
+fn set_int_option(socket: &OwnedFd, level: i32, name: i32, value: i32) -> Result<(), ProxyError> {
+    // SAFETY: `value` outlives the call and its size is passed.
+    let done = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if done < 0 {
+        return Err(last_os_error());
+    }
+    Ok(())
+}
+
+fn send_and_check(socket: &OwnedFd, batch: &[u8]) -> Result<(), ProxyError> {
+    // The kernel takes a netlink message only if it fits the send buffer (which it doubles).
+    let wanted = i32::try_from(batch.len() / 2 + 65_536).unwrap_or(i32::MAX);
+    set_int_option(socket, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, wanted)?;
+    // SAFETY: zeroed sockaddr_nl addresses the kernel (port 0).
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: the buffer and address are valid for the call.
+    let sent = unsafe {
+        libc::sendto(
+            socket.as_raw_fd(),
+            batch.as_ptr().cast(),
+            batch.len(),
+            0,
+            (&raw const kernel).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(last_os_error());
+    }
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut first_error: Option<ProxyError> = None;
+    loop {
+        // SAFETY: `buffer` is writable for its length.
+        let received = unsafe {
+            libc::recv(
+                socket.as_raw_fd(),
+                buffer.as_mut_ptr().cast(),
+                buffer.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if received < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() == std::io::ErrorKind::WouldBlock {
+                break;
+            }
+            // ENOBUFS: errors were lost; the batch failed either way.
+            return Err(first_error.unwrap_or(ProxyError::Socket(error)));
+        }
+        let mut at = 0usize;
+        let received = received as usize;
+        while at + 16 <= received {
+            let header = &buffer[at..at + 16];
+            let len = u32::from_ne_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            let kind = u16::from_ne_bytes([header[4], header[5]]);
+            let seq = u32::from_ne_bytes([header[8], header[9], header[10], header[11]]);
+            if kind == libc::NLMSG_ERROR as u16 && at + 20 <= received {
+                let code = i32::from_ne_bytes([
+                    buffer[at + 16],
+                    buffer[at + 17],
+                    buffer[at + 18],
+                    buffer[at + 19],
+                ]);
+                if code != 0 && first_error.is_none() {
+                    first_error = Some(ProxyError::Kernel {
+                        seq,
+                        error: std::io::Error::from_raw_os_error(-code),
+                    });
+                }
+            }
+            if len < 16 {
+                break;
+            }
+            at += len.div_ceil(4) * 4;
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(()),
     }
 }
 

@@ -18,10 +18,10 @@
 //! `load_balance_rules`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 
 use crate::model::{ProxyState, ServicePortName};
 use crate::names;
+use crate::transaction::{Command, ScriptSink, Sink};
 
 /// Our table, `ip kube-proxy`, as upstream names it.
 pub const TABLE: &str = "ip kube-proxy";
@@ -143,17 +143,17 @@ const MAPS: &[(&str, &str, &str)] = &[
 /// Declarations of our sets (name, type, comment).
 const SETS: &[(&str, &str, &str)] = &[(CLUSTER_IPS_SET, "ipv4_addr", "Active ClusterIPs")];
 
-fn base_chain_spec(name: &str) -> Option<&'static str> {
+pub(crate) fn base_chain_spec(name: &str) -> Option<&'static str> {
     BASE_CHAINS.iter().find(|c| c.name == name).map(|c| c.spec)
 }
 
-fn map_type(name: &str) -> Option<(&'static str, &'static str)> {
+pub(crate) fn map_type(name: &str) -> Option<(&'static str, &'static str)> {
     MAPS.iter()
         .find(|(n, _, _)| *n == name)
         .map(|(_, t, c)| (*t, *c))
 }
 
-fn set_type(name: &str) -> Option<(&'static str, &'static str)> {
+pub(crate) fn set_type(name: &str) -> Option<(&'static str, &'static str)> {
     SETS.iter()
         .find(|(n, _, _)| *n == name)
         .map(|(_, t, c)| (*t, *c))
@@ -169,13 +169,6 @@ pub struct Ruleset {
     pub maps: BTreeMap<String, BTreeMap<String, String>>,
     /// Sets: set name → elements.
     pub sets: BTreeMap<String, BTreeSet<String>>,
-}
-
-/// Appends one line to a script; writing to a `String` cannot fail.
-macro_rules! line {
-    ($out:expr, $($arg:tt)*) => {{
-        let _ = writeln!($out, $($arg)*);
-    }};
 }
 
 impl Ruleset {
@@ -410,38 +403,43 @@ impl Ruleset {
     }
 
     /// A script for `nft -f` that replaces table `ip kube-proxy` with this ruleset in one
-    /// transaction, whatever was there before (also nothing). Declarations come first so that
-    /// rules and map elements only reference existing chains and maps.
+    /// transaction, whatever was there before (also nothing).
     pub fn to_nft_script(&self) -> String {
-        let mut out = String::with_capacity(self.estimated_script_len());
+        let mut sink = ScriptSink::with_capacity(self.estimated_script_len());
+        self.write_full(&mut sink);
+        sink.script
+    }
+
+    /// The transaction that replaces table `ip kube-proxy` with this ruleset, whatever was
+    /// there before (also nothing). Declarations come first so that rules and map elements
+    /// only reference existing chains and maps.
+    pub fn write_full(&self, sink: &mut impl Sink) {
         // "add" then "delete" makes the deletion succeed when the table is absent.
-        line!(out, "add table {TABLE}");
-        line!(out, "delete table {TABLE}");
-        line!(
-            out,
-            "add table {TABLE} {{ comment \"rules for kube-proxy\" ; }}"
-        );
-        self.write_declarations(&mut out, &Ruleset::default());
+        sink.command(Command::EnsureTable);
+        sink.command(Command::DeleteTable);
+        sink.command(Command::AddTable);
+        self.write_declarations(sink, &Ruleset::default());
         for (chain, rules) in &self.chains {
-            write_rules(&mut out, chain, rules);
+            write_rules(sink, chain, rules);
         }
         for (name, set) in &self.sets {
-            write_elements(
-                &mut out,
-                "add",
-                name,
-                set.iter().map(|k| (k.as_str(), None)),
-            );
+            add_elements(sink, name, set.iter().map(|k| (k.as_str(), None)));
         }
         for (name, map) in &self.maps {
-            write_elements(
-                &mut out,
-                "add",
+            add_elements(
+                sink,
                 name,
                 map.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))),
             );
         }
-        out
+    }
+
+    /// [`Ruleset::write_full`] as one nf_tables netlink batch (see [`crate::netlink`]).
+    pub fn to_netlink_batch(&self) -> Result<Vec<u8>, crate::ProxyError> {
+        // A netlink rule is about twice its script line (names as attributes, padding).
+        let mut batch = crate::netlink::BatchSink::with_capacity(2 * self.estimated_script_len());
+        self.write_full(&mut batch);
+        batch.finish()
     }
 
     fn estimated_script_len(&self) -> usize {
@@ -465,65 +463,50 @@ impl Ruleset {
     }
 
     /// Declares the sets, maps and chains of `self` that `old` lacks.
-    fn write_declarations(&self, out: &mut String, old: &Ruleset) {
+    fn write_declarations(&self, sink: &mut impl Sink, old: &Ruleset) {
         for name in self.sets.keys().filter(|n| !old.sets.contains_key(*n)) {
-            match set_type(name) {
-                Some((ty, comment)) => line!(
-                    out,
-                    "add set {TABLE} {name} {{ type {ty} ; comment \"{comment}\" ; }}"
-                ),
-                None => line!(out, "add set {TABLE} {name} {{ type ipv4_addr ; }}"),
-            }
+            sink.command(Command::AddSet { name });
         }
         for name in self.maps.keys().filter(|n| !old.maps.contains_key(*n)) {
-            match map_type(name) {
-                Some((ty, comment)) => line!(
-                    out,
-                    "add map {TABLE} {name} {{ type {ty} ; comment \"{comment}\" ; }}"
-                ),
-                None => line!(
-                    out,
-                    "add map {TABLE} {name} {{ type ipv4_addr . inet_proto . inet_service : verdict ; }}"
-                ),
-            }
+            sink.command(Command::AddMap { name });
         }
         for name in self.chains.keys().filter(|n| !old.chains.contains_key(*n)) {
-            match base_chain_spec(name) {
-                Some(spec) => line!(out, "add chain {TABLE} {name} {{ {spec} }}"),
-                None => line!(out, "add chain {TABLE} {name}"),
-            }
+            sink.command(Command::AddChain { name });
         }
     }
 
     /// An `nft -f` transaction that turns table `ip kube-proxy` from `old` into `new`,
-    /// touching only what changed; `None` when they are equal.
+    /// touching only what changed; `None` when they are equal (see [`Ruleset::write_update`]).
+    pub fn update_script(old: &Ruleset, new: &Ruleset) -> Option<String> {
+        let mut sink = ScriptSink::default();
+        Ruleset::write_update(old, new, &mut sink).then_some(sink.script)
+    }
+
+    /// Writes the transaction that turns table `ip kube-proxy` from `old` into `new`, touching
+    /// only what changed; returns `false` (and writes nothing) when they are equal.
     ///
     /// Order inside the transaction: declare new sets, maps and chains; flush and refill
     /// changed chains and fill new ones; delete map elements that went away or changed value;
     /// add new and changed elements; finally flush and delete chains, maps and sets that went
     /// away (nothing references them any more at that point). From an empty `old` this creates
-    /// the table (without clearing leftovers: use [`Ruleset::to_nft_script`] for that).
-    pub fn update_script(old: &Ruleset, new: &Ruleset) -> Option<String> {
+    /// the table (without clearing leftovers: use [`Ruleset::write_full`] for that).
+    pub fn write_update(old: &Ruleset, new: &Ruleset, sink: &mut impl Sink) -> bool {
         if old == new {
-            return None;
+            return false;
         }
-        let mut out = String::new();
         if old.chains.is_empty() && old.maps.is_empty() && old.sets.is_empty() {
-            line!(
-                out,
-                "add table {TABLE} {{ comment \"rules for kube-proxy\" ; }}"
-            );
+            sink.command(Command::AddTable);
         }
-        new.write_declarations(&mut out, old);
+        new.write_declarations(sink, old);
 
         for (chain, rules) in &new.chains {
             match old.chains.get(chain) {
                 Some(old_rules) if old_rules == rules => {}
                 Some(_) => {
-                    line!(out, "flush chain {TABLE} {chain}");
-                    write_rules(&mut out, chain, rules);
+                    sink.command(Command::FlushChain { name: chain });
+                    write_rules(sink, chain, rules);
                 }
-                None => write_rules(&mut out, chain, rules),
+                None => write_rules(sink, chain, rules),
             }
         }
 
@@ -537,15 +520,15 @@ impl Ruleset {
             let gone = old_map
                 .iter()
                 .filter(|(k, v)| new_map.get(*k) != Some(*v))
-                .map(|(k, _)| (k.as_str(), None));
-            write_elements(&mut out, "delete", name, gone);
+                .map(|(k, _)| k.as_str());
+            delete_elements(sink, name, gone);
         }
         for (name, old_set) in &old.sets {
             let Some(new_set) = new.sets.get(name) else {
                 continue;
             };
-            let gone = old_set.difference(new_set).map(|k| (k.as_str(), None));
-            write_elements(&mut out, "delete", name, gone);
+            let gone = old_set.difference(new_set).map(|k| k.as_str());
+            delete_elements(sink, name, gone);
         }
         for (name, new_map) in &new.maps {
             let old_map = old.maps.get(name).unwrap_or(&empty_map);
@@ -553,12 +536,12 @@ impl Ruleset {
                 .iter()
                 .filter(|(k, v)| old_map.get(*k) != Some(*v))
                 .map(|(k, v)| (k.as_str(), Some(v.as_str())));
-            write_elements(&mut out, "add", name, added);
+            add_elements(sink, name, added);
         }
         for (name, new_set) in &new.sets {
             let old_set = old.sets.get(name).unwrap_or(&empty_set);
             let added = new_set.difference(old_set).map(|k| (k.as_str(), None));
-            write_elements(&mut out, "add", name, added);
+            add_elements(sink, name, added);
         }
 
         let removed_chains: Vec<&String> = old
@@ -569,18 +552,18 @@ impl Ruleset {
         // Emptying every removed chain first drops the jumps between them (service → endpoint),
         // so each delete below finds its chain unreferenced.
         for chain in &removed_chains {
-            line!(out, "flush chain {TABLE} {chain}");
+            sink.command(Command::FlushChain { name: chain });
         }
         for name in old.maps.keys().filter(|n| !new.maps.contains_key(*n)) {
-            line!(out, "delete map {TABLE} {name}");
+            sink.command(Command::DeleteMap { name });
         }
         for name in old.sets.keys().filter(|n| !new.sets.contains_key(*n)) {
-            line!(out, "delete set {TABLE} {name}");
+            sink.command(Command::DeleteSet { name });
         }
         for chain in &removed_chains {
-            line!(out, "delete chain {TABLE} {chain}");
+            sink.command(Command::DeleteChain { name: chain });
         }
-        Some(out)
+        true
     }
 }
 
@@ -617,34 +600,28 @@ fn load_balance_rules(chains: impl ExactSizeIterator<Item = String>) -> Vec<Stri
         .collect()
 }
 
-fn write_rules(out: &mut String, chain: &str, rules: &[String]) {
+fn write_rules(sink: &mut impl Sink, chain: &str, rules: &[String]) {
     for rule in rules {
-        line!(out, "add rule {TABLE} {chain} {rule}");
+        sink.command(Command::AddRule { chain, rule });
     }
 }
 
-/// Writes all elements of one set or map as a single `add element` / `delete element` command:
-/// nft parses one big element list much faster than one command per element.
-fn write_elements<'a>(
-    out: &mut String,
-    verb: &str,
+/// One command per set or map (nft parses one big element list much faster than one command
+/// per element); nothing when there are no elements.
+fn add_elements<'a>(
+    sink: &mut impl Sink,
     name: &str,
     elements: impl Iterator<Item = (&'a str, Option<&'a str>)>,
 ) {
-    let mut elements = elements.peekable();
-    if elements.peek().is_none() {
-        return;
+    let elements: Vec<_> = elements.collect();
+    if !elements.is_empty() {
+        sink.command(Command::AddElements { name, elements });
     }
-    let _ = write!(out, "{verb} element {TABLE} {name} {{ ");
-    for (i, (key, value)) in elements.enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        out.push_str(key);
-        if let Some(value) = value {
-            out.push_str(" : ");
-            out.push_str(value);
-        }
+}
+
+fn delete_elements<'a>(sink: &mut impl Sink, name: &str, keys: impl Iterator<Item = &'a str>) {
+    let keys: Vec<_> = keys.collect();
+    if !keys.is_empty() {
+        sink.command(Command::DeleteElements { name, keys });
     }
-    out.push_str(" }\n");
 }
