@@ -9,10 +9,12 @@ use serde_json::{Map, Value};
 use std::borrow::Cow;
 
 /// Decodes a custom object: typed metadata, free-form spec and status.
-pub fn normalize(v: Value) -> Result<Value, serde_json::Error> {
-    let Value::Object(mut map) = v else {
+pub fn normalize(v: &Value) -> Result<Value, serde_json::Error> {
+    let Value::Object(map) = v else {
         return Err(serde::de::Error::custom("expected an object"));
     };
+    // Custom objects are few and small: a copy keeps the code below simple.
+    let mut map = map.clone();
     let mut out = Map::new();
     for field in ["apiVersion", "kind"] {
         if let Some(x) = map.remove(field) {
@@ -101,10 +103,10 @@ mod tests {
     fn keeps_spec_and_drops_unknown_top_level_fields() {
         let v = json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool", "metadata": {"name": "p", "bogus": 1},
             "spec": {"cidr": "192.168.0.0/16", "blockSize": 26}, "extra": true});
-        let n = normalize(v).unwrap();
+        let n = normalize(&v).unwrap();
         assert_eq!(n["spec"]["blockSize"], 26);
         assert!(n.get("extra").is_none());
         assert!(n["metadata"].get("bogus").is_none());
-        assert!(normalize(json!({"spec": 3})).is_err());
+        assert!(normalize(&json!({"spec": 3})).is_err());
     }
 }

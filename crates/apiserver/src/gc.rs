@@ -143,7 +143,7 @@ async fn run_once(state: &State) -> Result<(), String> {
     let mut index = Index::default();
     let mut dirty: BTreeSet<String> = BTreeSet::new();
     for e in &entries {
-        dirty.extend(index.observe(&e.key, Some(&object::parse(&e.value))));
+        dirty.extend(index.observe(&e.key, Some(&object::parse_metadata(&e.value))));
     }
     let mut watcher = state
         .store
@@ -159,14 +159,14 @@ async fn run_once(state: &State) -> Result<(), String> {
                 let Some(ev) = ev else { return Err("store watch ended".into()) };
                 let value = match ev.kind {
                     store::EventKind::Deleted => None,
-                    _ => Some(object::parse(&ev.value)),
+                    _ => Some(object::parse_metadata(&ev.value)),
                 };
                 dirty.extend(index.observe(&ev.key, value.as_ref()));
                 // Take whatever else is already queued before acting, so bursts batch up.
                 while let Ok(Some(ev)) = tokio::time::timeout(Duration::ZERO, watcher.next()).await {
                     let value = match ev.kind {
                         store::EventKind::Deleted => None,
-                        _ => Some(object::parse(&ev.value)),
+                        _ => Some(object::parse_metadata(&ev.value)),
                     };
                     dirty.extend(index.observe(&ev.key, value.as_ref()));
                 }

@@ -9,15 +9,17 @@ use crate::{object, rest, services};
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-/// Runs after `obj` was created. Boxed because it creates objects itself.
+/// Runs after an object was created, given its stored bytes (parsed only by the resources
+/// that need it: creates of other kinds pay nothing). Boxed because it creates objects itself.
 pub fn after_create<'a>(
     state: &'a State,
     info: &'a ResourceInfo,
-    obj: &'a Value,
+    stored: &'a [u8],
 ) -> BoxFuture<'a, ()> {
     Box::pin(async move {
         if info.group.is_empty() && info.plural == "namespaces" {
-            populate_namespace(state, object::name(obj)).await;
+            let obj = object::parse(stored);
+            populate_namespace(state, object::name(&obj)).await;
         }
     })
 }

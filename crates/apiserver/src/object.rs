@@ -132,6 +132,40 @@ pub fn parse(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).unwrap_or(Value::Null)
 }
 
+/// Only the `metadata` of stored bytes, as `{"metadata": ...}`, without building the rest of the
+/// object: what the garbage collector reads of every write in the store. `metadata` is exactly
+/// what [`parse`] gives there; bytes that are not a JSON object read as `null`, as in [`parse`].
+pub fn parse_metadata(bytes: &[u8]) -> Value {
+    /// Members other than `metadata` are skipped without allocating.
+    #[derive(serde::Deserialize)]
+    struct MetadataOnly {
+        /// `Some(Null)` for `"metadata": null`, as a full parse has it.
+        #[serde(default, deserialize_with = "present")]
+        metadata: Option<Value>,
+    }
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+        <Value as serde::Deserialize>::deserialize(d).map(Some)
+    }
+    let is_object = bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    let metadata = match serde_json::from_slice::<MetadataOnly>(bytes) {
+        Ok(only) if is_object => only.metadata,
+        // Not an object, invalid, or a repeated `metadata` key (which serde's derive rejects
+        // and a full parse resolves): the slow way.
+        _ => match parse(bytes) {
+            Value::Object(mut members) => members.remove("metadata"),
+            _ => return Value::Null,
+        },
+    };
+    let mut members = Map::new();
+    if let Some(metadata) = metadata {
+        members.insert("metadata".into(), metadata);
+    }
+    Value::Object(members)
+}
+
 /// The object without the fields that change on every write, for "did anything change?".
 pub fn without_volatile(obj: &Value) -> Value {
     let mut o = obj.clone();
@@ -169,6 +203,38 @@ mod tests {
             key(deploy, Some("a"), "b"),
             "/registry/apps/deployments/a/b"
         );
+    }
+
+    #[test]
+    fn parse_metadata_reads_metadata_like_a_full_parse() {
+        for text in [
+            r#"{"kind":"Pod","metadata":{"name":"a","uid":"u","ownerReferences":[{"uid":"o","kind":"ReplicaSet","name":"r"}],"deletionTimestamp":"2026-01-01T00:00:00Z","finalizers":["f"]},"spec":{"containers":[{"name":"c"}]}}"#,
+            r#"{"spec":{},"metadata":null}"#,
+            r#"{"spec":{}}"#,
+            r#"{"metadata":{"name":"first"},"metadata":{"name":"second"}}"#,
+            r#"  {"metadata":{"name":"é"},"x":[1,2.5,{"y":null}]}"#,
+        ] {
+            let full = parse(text.as_bytes());
+            let only = parse_metadata(text.as_bytes());
+            assert_eq!(only.get("metadata"), full.get("metadata"), "{text}");
+            assert_eq!(
+                only.as_object().map(|m| m.len()),
+                Some(usize::from(full.get("metadata").is_some())),
+                "{text}"
+            );
+            assert_eq!(uid(&only), uid(&full));
+            assert_eq!(owner_refs(&only), owner_refs(&full));
+            assert_eq!(is_deleting(&only), is_deleting(&full));
+            assert_eq!(finalizers(&only), finalizers(&full));
+        }
+        for text in [
+            "",
+            "[{\"metadata\":{\"uid\":\"u\"}}]",
+            "5",
+            "{\"metadata\":",
+        ] {
+            assert_eq!(parse_metadata(text.as_bytes()), Value::Null, "{text}");
+        }
     }
 
     #[test]

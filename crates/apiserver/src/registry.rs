@@ -33,7 +33,8 @@ pub struct ResourceInfo {
     pub definition: &'static str,
     /// Decodes JSON into the typed struct and back: an error is a type mismatch (400), and
     /// fields the type does not know are dropped (which is how unknown fields are found).
-    pub normalize: fn(Value) -> Result<Value, serde_json::Error>,
+    /// Reads the input in place: the caller keeps it to compare, and no copy of it is made.
+    pub normalize: fn(&Value) -> Result<Value, serde_json::Error>,
     /// The kind's JSON schema (and its dependencies) for OpenAPI documents.
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 }
@@ -73,8 +74,8 @@ impl ResourceInfo {
     }
 }
 
-fn normalize<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, serde_json::Error> {
-    let typed: T = serde_json::from_value(v)?;
+fn normalize<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, serde_json::Error> {
+    let typed = T::deserialize(v)?;
     serde_json::to_value(typed)
 }
 
@@ -457,12 +458,12 @@ mod tests {
     fn normalize_drops_unknown_fields_and_rejects_type_mismatches() {
         let svc = find("", "v1", "services").unwrap();
         let v = serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"bogus": 1, "ports": [{"port": 80}]}});
-        let n = (svc.normalize)(v).unwrap();
+        let n = (svc.normalize)(&v).unwrap();
         assert!(n["spec"].get("bogus").is_none());
         assert_eq!(n["spec"]["ports"][0]["port"], 80);
         let bad =
             serde_json::json!({"metadata": {"name": "x"}, "spec": {"ports": [{"port": "eighty"}]}});
-        assert!((svc.normalize)(bad).is_err());
+        assert!((svc.normalize)(&bad).is_err());
     }
 
     #[test]

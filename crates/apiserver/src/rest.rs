@@ -99,6 +99,11 @@ pub fn json_response(status: StatusCode, value: &Value) -> Response {
     )
 }
 
+/// `value` encoded as JSON, as the store would encode it.
+fn encode(value: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
+}
+
 pub fn bytes_response(status: StatusCode, body: Bytes) -> Response {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
@@ -194,7 +199,7 @@ impl Call<'_> {
             }
             _ => {}
         }
-        let normalized = (info.normalize)(v.clone()).map_err(|e| {
+        let normalized = (info.normalize)(&v).map_err(|e| {
             ApiError::bad_request(format!(
                 "{} in version \"{}\" cannot be handled as a {}: {e}",
                 info.kind, info.version, info.kind
@@ -290,24 +295,40 @@ fn body_snippet(body: &[u8]) -> String {
 /// Collects paths present in `input` (with a non-null value) but dropped by decoding into the
 /// typed struct: the fields the type does not have.
 fn unknown_fields(input: &Value, normalized: &Value, path: &str, out: &mut Vec<String>) {
+    let mut path = path.to_string();
+    collect_unknown_fields(input, normalized, &mut path, out);
+}
+
+/// [`unknown_fields`] with one path buffer for the whole walk: a create visits every field of
+/// its object, and almost none is unknown.
+fn collect_unknown_fields(
+    input: &Value,
+    normalized: &Value,
+    path: &mut String,
+    out: &mut Vec<String>,
+) {
+    let parent_len = path.len();
     match (input, normalized) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
                 match b.get(k) {
-                    None if !v.is_null() => out.push(p),
-                    Some(nb) => unknown_fields(v, nb, &p, out),
+                    None if !v.is_null() => out.push(path.clone()),
+                    Some(nb) => collect_unknown_fields(v, nb, path, out),
                     None => {}
                 }
+                path.truncate(parent_len);
             }
         }
         (Value::Array(a), Value::Array(b)) => {
+            use std::fmt::Write;
             for (i, (x, y)) in a.iter().zip(b).enumerate() {
-                unknown_fields(x, y, &format!("{path}[{i}]"), out);
+                let _ = write!(path, "[{i}]");
+                collect_unknown_fields(x, y, path, out);
+                path.truncate(parent_len);
             }
         }
         _ => {}
@@ -429,7 +450,7 @@ fn list(call: &Call<'_>) -> Result<Response, ApiError> {
         if start_after.as_deref().is_some_and(|a| &*e.key <= a) {
             continue;
         }
-        // Parsed only to filter; a Table is built later in bounded chunks, so thousands of
+        // Parsed only to filter; a Table is built later one row at a time, so thousands of
         // parsed pods are never alive at once.
         if !selector.is_empty() && !selector.matches(&object::parse(&e.value)) {
             continue;
@@ -454,18 +475,9 @@ fn list(call: &Call<'_>) -> Result<Response, ApiError> {
         }
     }
     if let Some(include) = table {
-        const CHUNK: usize = 256;
-        let mut table = tables::table(info, &[], include, Value::Object(meta));
-        let mut rows = Vec::with_capacity(items.len());
-        for chunk in items.chunks(CHUNK) {
-            let objs: Vec<Value> = chunk.iter().map(|e| object::parse(&e.value)).collect();
-            let part = tables::table_without_headers(info, &objs, include, Value::Null);
-            if let Some(Value::Array(r)) = part.get("rows") {
-                rows.extend(r.iter().cloned());
-            }
-        }
-        table["rows"] = Value::Array(rows);
-        return Ok(json_response(StatusCode::OK, &table));
+        let objects = items.iter().map(|e| &e.value[..]);
+        let body = tables::list_table(info, objects, include, Value::Object(meta));
+        return Ok(bytes_response(StatusCode::OK, Bytes::from(body)));
     }
     // Splice stored bytes into the list without re-encoding each object: lists of thousands
     // of pods stay cheap.
@@ -564,20 +576,21 @@ async fn create(call: &mut Call<'_>) -> Result<Response, ApiError> {
         match stored {
             Err(e) if e.reason == "AlreadyExists" && attempt + 1 < attempts => continue,
             Err(e) => return Err(e),
-            Ok(v) => return Ok(call.respond_value(StatusCode::CREATED, &v)),
+            Ok(stored) => return Ok(call.respond(StatusCode::CREATED, stored)),
         }
     }
     Err(ApiError::internal("could not generate a unique name"))
 }
 
 /// Defaulting, admission, validation, allocation and the write itself; shared by HTTP
-/// creates and the server's own bootstrap objects.
+/// creates and the server's own bootstrap objects. Returns the object as stored, encoded: the
+/// store's own bytes, which are the response body, so a create never parses them back.
 pub async fn create_object(
     state: &State,
     info: &ResourceInfo,
     mut obj: Value,
     dry_run: bool,
-) -> Result<Value, ApiError> {
+) -> Result<Bytes, ApiError> {
     let name = object::name(&obj).to_string();
     policy::apply_defaults(info, &mut obj);
     prepare_for_create(info, &mut obj);
@@ -595,14 +608,13 @@ pub async fn create_object(
         if let Some(a) = allocation {
             services::release(state, &a);
         }
-        return Ok(obj);
+        return Ok(encode(&obj));
     }
     let k = key(info, object::namespace(&obj), &name);
     match state.store.create(&k, obj).await {
         Ok(e) => {
-            let v = object::parse(&e.value);
-            crate::hooks::after_create(state, info, &v).await;
-            Ok(v)
+            crate::hooks::after_create(state, info, &e.value).await;
+            Ok(e.value)
         }
         Err(err) => {
             if let Some(a) = allocation {
@@ -710,7 +722,8 @@ impl Write {
     }
 }
 
-/// The result of an update: the stored object, or `None` when the write completed a deletion
+/// The result of an update: the stored object, encoded (the store's own bytes, or the object
+/// that would be stored on a dry run), or `None` when the write completed a deletion
 /// (finalizers emptied on an object being deleted).
 pub async fn update_object(
     state: &State,
@@ -719,7 +732,7 @@ pub async fn update_object(
     old: &Entry,
     requested: Value,
     how: Write,
-) -> Result<Option<Value>, ApiError> {
+) -> Result<Option<Bytes>, ApiError> {
     let Write {
         mode,
         precondition,
@@ -744,7 +757,7 @@ pub async fn update_object(
         if let Some(a) = allocation {
             services::release(state, &a);
         }
-        return Ok(Some(new));
+        return Ok(Some(encode(&new)));
     }
     // The last finalizer removed from an object being deleted completes its deletion.
     if object::is_deleting(&new) && object::finalizers(&new).is_empty() {
@@ -766,7 +779,7 @@ pub async fn update_object(
             if let Some(a) = allocation {
                 services::commit_update(state, &a, &old_v);
             }
-            Ok(Some(object::parse(&e.value)))
+            Ok(Some(e.value))
         }
         Err(e) => {
             if let Some(a) = allocation {
@@ -820,8 +833,8 @@ async fn update(call: &mut Call<'_>, mode: Mode) -> Result<Response, ApiError> {
                 object::metadata_mut(&mut obj).insert("namespace".into(), json!(ns));
             }
             admit_namespace(call.state, info, call.ns(), call.name())?;
-            let v = create_object(call.state, info, obj, dry_run).await?;
-            return Ok(call.respond_value(StatusCode::CREATED, &v));
+            let stored = create_object(call.state, info, obj, dry_run).await?;
+            return Ok(call.respond(StatusCode::CREATED, stored));
         }
         return Err(call.not_found());
     };
@@ -853,7 +866,7 @@ async fn update(call: &mut Call<'_>, mode: Mode) -> Result<Response, ApiError> {
     )
     .await?
     {
-        Some(v) => Ok(call.respond_value(StatusCode::OK, &v)),
+        Some(stored) => Ok(call.respond(StatusCode::OK, stored)),
         None => Ok(json_response(
             StatusCode::OK,
             &success_status(info, call.name(), ""),
@@ -953,8 +966,8 @@ async fn patch(call: &mut Call<'_>, mode: Mode) -> Result<Response, ApiError> {
         let info = call.info();
         let obj = call.decode(info, obj)?;
         admit_namespace(call.state, info, call.ns(), call.name())?;
-        let v = create_object(call.state, info, obj, dry_run).await?;
-        return Ok(call.respond_value(StatusCode::CREATED, &v));
+        let stored = create_object(call.state, info, obj, dry_run).await?;
+        return Ok(call.respond(StatusCode::CREATED, stored));
     }
     // Retry when the object changes underneath us, as upstream's patcher does.
     for _ in 0..8 {
@@ -993,7 +1006,7 @@ async fn patch(call: &mut Call<'_>, mode: Mode) -> Result<Response, ApiError> {
         )
         .await
         {
-            Ok(Some(v)) => return Ok(call.respond_value(StatusCode::OK, &v)),
+            Ok(Some(stored)) => return Ok(call.respond(StatusCode::OK, stored)),
             Ok(None) => {
                 return Ok(json_response(
                     StatusCode::OK,
@@ -1390,7 +1403,10 @@ async fn update_scale(call: &mut Call<'_>) -> Result<Response, ApiError> {
         )
         .await
         {
-            Ok(Some(v)) => return Ok(json_response(StatusCode::OK, &scale_of(info, &v))),
+            Ok(Some(stored)) => {
+                let v = object::parse(&stored);
+                return Ok(json_response(StatusCode::OK, &scale_of(info, &v)));
+            }
             Ok(None) => return Err(call.not_found()),
             Err(e) if e.reason == "Conflict" && call.rr.verb == Verb::Patch => continue,
             Err(e) => return Err(e),

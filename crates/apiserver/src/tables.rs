@@ -55,3 +55,21 @@ pub fn table_without_headers(
         list_metadata,
     )
 }
+
+/// The encoded Table of a list's stored objects, built row by row from partial parses
+/// ([`printers::write_table`]): the same bytes as encoding [`table`] over the parsed objects.
+pub fn list_table<'a>(
+    info: &ResourceInfo,
+    objects: impl IntoIterator<Item = &'a [u8]>,
+    include: IncludeObject,
+    list_metadata: Value,
+) -> Vec<u8> {
+    printers::write_table(
+        info.group,
+        info.plural,
+        objects,
+        jiff::Timestamp::now(),
+        include,
+        list_metadata,
+    )
+}

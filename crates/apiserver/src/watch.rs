@@ -273,6 +273,66 @@ impl Selector {
     }
 
     fn matches(&self, value: &Bytes) -> bool {
-        self.inner.is_empty() || self.inner.matches(&object::parse(value))
+        self.inner.is_empty() || self.inner.matches(&parsed(value))
+    }
+}
+
+/// How many recently parsed objects [`parsed`] keeps.
+const PARSED_KEPT: usize = 256;
+
+/// `value` parsed, shared by every watch that sees the same event. A pod's change fans out to
+/// the scheduler, the controllers and every kubelet's `spec.nodeName` watch, each testing its
+/// selector against the object before and after; parsing it once per watch was the largest
+/// cost of a pod's life on a busy lab. An entry holds its bytes, so while it is kept no other
+/// buffer can have its address: the same address and length are the same bytes.
+fn parsed(value: &Bytes) -> std::sync::Arc<Value> {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, LazyLock, Mutex};
+    /// Recently parsed objects, oldest first, each with the bytes it was parsed from.
+    type Recent = VecDeque<(Bytes, Arc<Value>)>;
+    static RECENT: LazyLock<Mutex<Recent>> =
+        LazyLock::new(|| Mutex::new(VecDeque::with_capacity(PARSED_KEPT)));
+    let same = |b: &Bytes| b.as_ptr() == value.as_ptr() && b.len() == value.len();
+    if let Some((_, v)) = RECENT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .rev()
+        .find(|(b, _)| same(b))
+    {
+        return v.clone();
+    }
+    let v = Arc::new(object::parse(value));
+    let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
+    if recent.len() >= PARSED_KEPT {
+        recent.pop_front();
+    }
+    recent.push_back((value.clone(), v.clone()));
+    v
+}
+
+#[cfg(test)]
+mod parsed_tests {
+    use super::*;
+
+    #[test]
+    fn one_parse_per_buffer_and_equal_bytes_elsewhere_parse_alike() {
+        let first = Bytes::from(br#"{"metadata":{"name":"a","labels":{"app":"x"}}}"#.to_vec());
+        let shared = first.clone();
+        let a = parsed(&first);
+        assert!(
+            std::sync::Arc::ptr_eq(&a, &parsed(&shared)),
+            "same buffer, one parse"
+        );
+        let copy = Bytes::from(first.to_vec());
+        let b = parsed(&copy);
+        assert_eq!(*a, *b);
+        let other = Bytes::from(br#"{"metadata":{"name":"b"}}"#.to_vec());
+        assert_eq!(parsed(&other)["metadata"]["name"], "b");
+        // A kept entry's buffer cannot be reused, so a new buffer is never mistaken for it.
+        for i in 0..PARSED_KEPT * 2 {
+            let v = Bytes::from(format!(r#"{{"metadata":{{"name":"n{i}"}}}}"#).into_bytes());
+            assert_eq!(parsed(&v)["metadata"]["name"], format!("n{i}"));
+        }
     }
 }

@@ -19,7 +19,8 @@
 //! client count, `BENCH_PAGES` [200] list pages (limit=500) per client count, `BENCH_FULL_LISTS`
 //! [10] unpaginated lists of each kind, `BENCH_PODS` [10000] pods stored before reads and lists,
 //! `BENCH_PACED_RATE` [1000] requests/s of the paced write cases (all clients together),
-//! `BENCH_SKIP_MEMORY=1` skips the in-memory server. The server runs with `--no-controllers`
+//! `BENCH_SKIP_MEMORY=1` skips the in-memory server, `BENCH_SERVER_BIN` runs another `kubelab`
+//! binary (say, a build of the previous commit) instead of the one built with the bench. The server runs with `--no-controllers`
 //! (the API server alone) unless `BENCH_CONTROLLERS=1`.
 
 use anyhow::{Context, Result, bail};
@@ -87,6 +88,14 @@ fn env_count(name: &str, default: usize) -> Result<usize> {
     }
 }
 
+/// The `kubelab` built with this bench, or `BENCH_SERVER_BIN`: another build of it, to measure
+/// two versions of the server with the same client in one sitting.
+fn server_binary() -> PathBuf {
+    std::env::var_os("BENCH_SERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kubelab")))
+}
+
 /// A `kubelab server` child process with its own data directory; killed on drop.
 struct Server {
     child: Child,
@@ -103,7 +112,7 @@ impl Server {
         let kubeconfig = root.join("kubeconfig");
         let log = root.join("server.log");
         std::fs::create_dir_all(root).context("server directory")?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubelab"));
+        let mut cmd = Command::new(server_binary());
         cmd.args(["server", "--data-dir"])
             .arg(&data_dir)
             .args(["--listen", "127.0.0.1:0", "--write-kubeconfig"])
@@ -849,6 +858,7 @@ async fn durable(settings: &Settings, root: &Path, report: &mut Report) -> Resul
         "    ({items} items, {:.1} MB per response)",
         reply.body.len() as f64 / 1e6
     );
+    println!("  memory after JSON lists: {}", memory(server.pid()));
     let s = run_case(
         &mut server,
         &pool,
@@ -864,7 +874,10 @@ async fn durable(settings: &Settings, root: &Path, report: &mut Report) -> Resul
         "    ({:.1} MB per response)",
         s.response_bytes as f64 / s.latencies.len().max(1) as f64 / 1e6
     );
-    println!("  memory after lists: {}", memory(server.pid()));
+    println!(
+        "  memory after JSON and Table lists: {}",
+        memory(server.pid())
+    );
     for &c in &settings.clients {
         let s = run_case(
             &mut server,
@@ -966,6 +979,7 @@ fn main() -> Result<()> {
     let settings = Settings::from_env()?;
     println!("kubelab API server benchmark");
     println!("  machine: {}", machine());
+    println!("  server: {}", server_binary().display());
     println!("  loadavg at start: {}", loadavg());
     let temp = match &settings.dir {
         Some(d) => tempfile::tempdir_in(d)?,
