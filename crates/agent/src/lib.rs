@@ -10,11 +10,13 @@
 //! - [`lifecycle`]: what happens to a container after it starts: exits, restarts with back-off,
 //!   probes, the pod's phase (pure);
 //! - [`supervisor`]: the real node's per-container supervision carrying that out;
-//! - [`proxier`]: the node's kube-proxy, Services as nftables rules ([`proxy`]).
+//! - [`proxier`]: the node's kube-proxy, Services as nftables rules ([`proxy`]);
+//! - [`bird`]: BIRD in the node (`--routing bgp`), configured like Calico's confd does it.
 //!
 //! **Invariant:** the agent holds nothing that cannot be rebuilt from the API server: a
 //! restarted agent adopts Running pods as they are and frees addresses of pods that are gone.
 
+pub mod bird;
 pub mod exec;
 pub mod hollow;
 pub mod ipamstore;

@@ -61,6 +61,9 @@ pub struct AgentConfig {
     /// The Service range (the API server's `--service-cidr`): its first address is the
     /// `kubernetes` Service, and the proxy drops traffic to unallocated addresses in it.
     pub service_cidr: proxy::Ipv4Cidr,
+    /// `--routing bgp`: BIRD programs the routes between nodes ([`crate::bird`]); `None`: the
+    /// agent programs them itself, as Felix does.
+    pub bgp: Option<crate::bird::BgpSettings>,
 }
 
 impl AgentConfig {
@@ -154,6 +157,10 @@ pub async fn run(client: Client, config: AgentConfig) -> Result<(), AgentError> 
     });
     let vxlan_mac = vxlan_mac(&config.node);
     annotate_node(&client, &config, encapsulation, tunnel_v4, &vxlan_mac).await;
+    let bird = config
+        .bgp
+        .clone()
+        .map(|settings| tokio::spawn(crate::bird::run(client.clone(), config.clone(), settings)));
 
     let peers = match (encapsulation, tunnel_v4) {
         (Encapsulation::Ipip | Encapsulation::CrossSubnet, Some(tip)) => {
@@ -200,6 +207,9 @@ pub async fn run(client: Client, config: AgentConfig) -> Result<(), AgentError> 
     heartbeat.abort();
     log_server.abort();
     routes.abort();
+    if let Some(bird) = bird {
+        bird.abort();
+    }
     proxier.abort();
     sandbox_sweeper.abort();
     Ok(())
@@ -293,6 +303,14 @@ async fn annotate_node(
             );
         }
         _ => {}
+    }
+    if let Some(settings) = &config.bgp {
+        // Calico keeps a node's `spec.bgp.asNumber` here; it also tells `kubelab routes` that
+        // this node's routes between nodes are BIRD's.
+        annotations.insert(
+            routing::cluster::AS_NUMBER_ANNOTATION.into(),
+            settings.as_number.to_string().into(),
+        );
     }
     let patch = serde_json::json!({"metadata": {"annotations": annotations}});
     let nodes: Api<Node> = Api::all(client.clone());
@@ -424,7 +442,7 @@ impl Drop for AbortOnDrop {
 
 /// A cache of every object of `resource`, and a task keeping it current that notifies
 /// `changed` on every event.
-fn reflect(
+pub(crate) fn reflect(
     client: Client,
     resource: ApiResource,
     config: watcher::Config,

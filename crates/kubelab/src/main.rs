@@ -34,6 +34,8 @@ enum Command {
     /// Show the path a new connection takes: nft chains and maps, the endpoint chosen, NAT,
     /// each routing decision, the encapsulation and the pod it lands in.
     Trace(TraceArgs),
+    /// BGP of a `--routing bgp` lab.
+    Bgp(BgpArgs),
     /// Run a node agent (kubelet, CNI, route programmer) inside a node's namespace.
     Agent(AgentArgs),
     /// The lab's background process, started by `up`.
@@ -54,6 +56,28 @@ struct SshArgs {
     /// The command and its arguments (after `--`); a login shell if none.
     #[arg(last = true)]
     command: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct BgpArgs {
+    #[command(subcommand)]
+    command: BgpCommand,
+}
+
+#[derive(Subcommand)]
+enum BgpCommand {
+    /// Each node's BGP peers and the state of their sessions, like `calicoctl node status`;
+    /// exits 1 unless every session is Established.
+    Status(BgpStatusArgs),
+}
+
+#[derive(clap::Args)]
+struct BgpStatusArgs {
+    /// Name of the lab.
+    #[arg(long, default_value = lab::DEFAULT_NAME)]
+    name: String,
+    /// Only this node.
+    node: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -132,6 +156,16 @@ struct AgentArgs {
     /// The Service range of the API server.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cidr: proxy::Ipv4Cidr,
+    /// Who programs routes between nodes: `felix` (the agent itself) or `bgp` (BIRD in the
+    /// node, configured by the agent).
+    #[arg(long, default_value = "felix", value_parser = ["felix", "bgp"])]
+    routing: String,
+    /// This node's BGP AS number (with `--routing bgp`).
+    #[arg(long, default_value_t = bgp::DEFAULT_AS)]
+    bgp_as: u32,
+    /// A BGP peer of every node besides the mesh, ADDRESS:AS (repeatable; `--routing bgp`).
+    #[arg(long)]
+    bgp_peer: Vec<bgp::GlobalPeer>,
 }
 
 #[derive(clap::Args)]
@@ -159,8 +193,12 @@ struct UpArgs {
     /// one subnet only) or cross-subnet.
     #[arg(long, value_parser = ["ipip", "vxlan", "none", "cross-subnet"])]
     encapsulation: Option<String>,
+    /// Who programs routes between nodes: felix (default: the agent, as Calico's Felix) or bgp
+    /// (BIRD 2 in every node, an iBGP full mesh; nodes on one subnet, no encapsulation).
+    #[arg(long, value_parser = ["felix", "bgp"])]
+    routing: Option<String>,
     /// A lab config file (YAML): sharedSubnet, poolCidr, blockSize, serviceCidr, nodeNames,
-    /// encapsulation.
+    /// encapsulation, routing, bgp (asNumber, externalPeer: {asNumber, address}).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Name of the lab; its kubectl context is `kubelab-NAME`.
@@ -196,6 +234,8 @@ struct LabRunArgs {
     hollow: bool,
     #[arg(long)]
     encapsulation: Option<String>,
+    #[arg(long)]
+    routing: Option<String>,
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -238,6 +278,7 @@ fn main() -> ExitCode {
         Command::Up(_)
             | Command::Down(_)
             | Command::Routes(_)
+            | Command::Bgp(_)
             | Command::Status(_)
             | Command::Trace(_)
     ) {
@@ -282,6 +323,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Down(args) => down(args),
         Command::LabRun(args) => runtime.block_on(lab_run(args)),
         Command::Routes(args) => runtime.block_on(routes(args)),
+        Command::Bgp(args) => runtime.block_on(bgp(args)),
         Command::Status(args) => runtime.block_on(status(args)),
         Command::Trace(args) => runtime.block_on(trace(args)),
         Command::Agent(args) => runtime.block_on(agent(args)),
@@ -309,7 +351,28 @@ fn ssh(args: SshArgs) -> Result<ExitCode> {
             args.name
         )
     })?;
-    let node = record.node(&args.node).ok_or_else(|| {
+    let state_dir = env.state_dir(&args.name);
+    let bgp = lab::netlab::BgpRecord::read(&state_dir);
+    let peer_router = bgp
+        .as_ref()
+        .and_then(|b| b.peer_router.as_ref())
+        .filter(|_| args.node == lab::topology::PEER_ROUTER_NAME);
+    let peer_node;
+    let node = match peer_router {
+        Some(peer) => {
+            peer_node = lab::netlab::NodeRecord {
+                name: args.node.clone(),
+                netns: peer.netns.clone(),
+                uts: peer.uts.clone(),
+                ip: peer.ip,
+                prefix_len: 0,
+                gateway: peer.ip,
+            };
+            Some(&peer_node)
+        }
+        None => record.node(&args.node),
+    };
+    let node = node.ok_or_else(|| {
         anyhow::anyhow!(
             "lab {:?} has no node {:?}; its nodes are {}",
             args.name,
@@ -324,6 +387,15 @@ fn ssh(args: SshArgs) -> Result<ExitCode> {
     })?;
     dataplane::netns::enter_current_thread(&dataplane::netns::path(&node.netns), Some(&node.uts))
         .with_context(|| format!("entering node {}", node.name))?;
+    if bgp.is_some() {
+        // `birdc` talks to /run/bird/bird.ctl: show it this node's BIRD (or the router's).
+        let bird_dir = match peer_router {
+            Some(peer) => peer.bird_dir.clone(),
+            None => agent::bird::bird_dir(&lab::netlab::node_state_dir(&state_dir, &node.name)),
+        };
+        lab::bgpstatus::mount_bird_dir(&bird_dir)
+            .with_context(|| format!("showing {} at /run/bird", bird_dir.display()))?;
+    }
     let mut command = match args.command.split_first() {
         Some((program, rest)) => {
             let mut c = std::process::Command::new(program);
@@ -383,6 +455,19 @@ async fn routes(args: RoutesArgs) -> Result<ExitCode> {
     })
 }
 
+async fn bgp(args: BgpArgs) -> Result<ExitCode> {
+    let BgpCommand::Status(args) = args.command;
+    let env = lab::LabEnv::from_process_env()?;
+    let lab = lab::inspect::RunningLab::open(&env, &args.name)?;
+    let (text, all_established) = lab::bgpstatus::status(&lab, args.node.as_deref()).await?;
+    print!("{text}");
+    Ok(if all_established {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 async fn status(args: StatusArgs) -> Result<ExitCode> {
     let env = lab::LabEnv::from_process_env()?;
     let lab = lab::inspect::RunningLab::open(&env, &args.name)?;
@@ -427,6 +512,10 @@ async fn agent(args: AgentArgs) -> Result<ExitCode> {
         cluster_domain: args.cluster_domain,
         cluster_ca: agent::podfiles::cluster_ca_from_kubeconfig(&text),
         service_cidr: args.service_cidr,
+        bgp: (args.routing == "bgp").then_some(agent::bird::BgpSettings {
+            as_number: args.bgp_as,
+            global_peers: args.bgp_peer,
+        }),
     };
     let client = self_client(&text)
         .await
@@ -450,19 +539,28 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
         .encapsulation
         .as_deref()
         .and_then(lab::topology::Encapsulation::parse);
-    if let Some(path) = &args.config {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let config =
-            lab::topology::parse_config(&text).with_context(|| format!("in {}", path.display()))?;
-        lab::topology::plan(&args.name, args.workers as usize, encapsulation, &config)?;
-    } else if !args.hollow {
-        lab::topology::plan(
-            &args.name,
-            args.workers as usize,
-            encapsulation,
-            &Default::default(),
-        )?;
+    let routing = args
+        .routing
+        .as_deref()
+        .and_then(lab::topology::Routing::parse);
+    if !args.hollow || args.config.is_some() {
+        let mut config = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                lab::topology::parse_config(&text)
+                    .with_context(|| format!("in {}", path.display()))?
+            }
+            None => Default::default(),
+        };
+        config.routing = routing.or(config.routing);
+        let plan = lab::topology::plan(&args.name, args.workers as usize, encapsulation, &config)?;
+        if !args.hollow
+            && plan.routing == lab::topology::Routing::Bgp
+            && !lab::netlab::bird_installed()
+        {
+            anyhow::bail!(lab::netlab::BIRD_MISSING);
+        }
     }
     let env = lab::LabEnv::from_process_env()?;
     let options = lab::UpOptions {
@@ -473,6 +571,7 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
         timeout: std::time::Duration::from_secs(args.wait),
         hollow: args.hollow,
         encapsulation,
+        routing,
         config: args.config.map(|p| std::path::absolute(&p).unwrap_or(p)),
     };
     let r = lab::up(&env, &options).await?;
@@ -558,6 +657,10 @@ async fn lab_run(args: LabRunArgs) -> Result<ExitCode> {
                 .encapsulation
                 .as_deref()
                 .and_then(lab::topology::Encapsulation::parse),
+            routing: args
+                .routing
+                .as_deref()
+                .and_then(lab::topology::Routing::parse),
             config,
             program: std::env::current_exe().context("finding the kubelab executable")?,
         };

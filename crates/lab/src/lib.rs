@@ -16,6 +16,7 @@
 //! ([`process::running_lab`]), and edits only the kubeconfig entries named `kubelab-<name>`.
 
 pub mod addons;
+pub mod bgpstatus;
 pub mod inspect;
 pub mod kubeconfig;
 pub mod netlab;
@@ -198,6 +199,8 @@ pub struct UpOptions {
     pub hollow: bool,
     /// `--encapsulation` (real labs).
     pub encapsulation: Option<topology::Encapsulation>,
+    /// `--routing` (real labs): who programs routes between nodes.
+    pub routing: Option<topology::Routing>,
     /// `--config FILE` (real labs), already checked by the caller.
     pub config: Option<PathBuf>,
 }
@@ -344,6 +347,9 @@ fn spawn_background(
     }
     if let Some(e) = options.encapsulation {
         command.arg("--encapsulation").arg(e.as_str());
+    }
+    if let Some(r) = options.routing {
+        command.arg("--routing").arg(r.as_str());
     }
     if let Some(c) = &options.config {
         command.arg("--config").arg(c);

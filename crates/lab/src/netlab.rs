@@ -9,7 +9,7 @@
 //! Every process of the lab carries [`MARKER_ENV`] = `<lab>@<state dir>` in its environment, so
 //! `down` can find leftovers of a lab whose `lab-run` was killed, and nothing else.
 
-use crate::topology::{self, Encapsulation, LabConfig, Topology};
+use crate::topology::{self, Encapsulation, LabConfig, Routing, Topology};
 use crate::{LabError, LabPaths, context_name, kubeconfig};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -38,6 +38,8 @@ pub struct NetRunOptions {
     pub workers: u32,
     pub state_dir: PathBuf,
     pub encapsulation: Option<Encapsulation>,
+    /// `--routing` (overrides the config's `routing`).
+    pub routing: Option<Routing>,
     pub config: LabConfig,
     /// The `kubelab` binary to run as server, agents and containers.
     pub program: PathBuf,
@@ -106,6 +108,67 @@ impl LabRecord {
     }
 }
 
+/// What tools outside `lab-run` read about a lab's BGP (`bgp.json`, only in `--routing bgp`
+/// labs): `kubelab bgp status`, `kubelab ssh bgppeer`, tests.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct BgpRecord {
+    pub as_number: u32,
+    pub peer_router: Option<PeerRouterRecord>,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PeerRouterRecord {
+    pub netns: String,
+    pub uts: PathBuf,
+    pub ip: Ipv4Addr,
+    pub as_number: u32,
+    /// Its BIRD's directory (configuration, control socket `bird.ctl`, log).
+    pub bird_dir: PathBuf,
+}
+
+pub fn bgp_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("bgp.json")
+}
+
+/// BIRD's directory of the external BGP router.
+pub fn peer_router_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join(topology::PEER_ROUTER_NAME)
+}
+
+impl BgpRecord {
+    pub fn of(t: &Topology, state_dir: &Path) -> Option<BgpRecord> {
+        (t.routing == Routing::Bgp).then(|| BgpRecord {
+            as_number: t.as_number,
+            peer_router: t.peer_router.as_ref().map(|peer| PeerRouterRecord {
+                netns: peer.netns.clone(),
+                uts: topology::uts_file(state_dir, topology::PEER_ROUTER_NAME),
+                ip: peer.ip,
+                as_number: peer.as_number,
+                bird_dir: peer_router_dir(state_dir),
+            }),
+        })
+    }
+
+    /// The lab's BGP record; `None` when the lab does not run BGP.
+    pub fn read(state_dir: &Path) -> Option<BgpRecord> {
+        let text = std::fs::read_to_string(bgp_file(state_dir)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+}
+
+/// Whether BIRD 2 (`bird` and `birdc`) is installed, as `--routing bgp` needs.
+pub fn bird_installed() -> bool {
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    ["bird", "birdc"]
+        .iter()
+        .all(|program| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// What `up` says when BIRD is missing.
+pub const BIRD_MISSING: &str = "`--routing bgp` runs BIRD 2 in every node, and `bird`/`birdc` are not installed: install them with `sudo apt-get install bird2` (Debian, Ubuntu) or `sudo dnf install bird` (Fedora), then run `kubelab up` again";
+
 fn dp(e: dataplane::DataplaneError) -> LabError {
     LabError::Network(e.to_string())
 }
@@ -134,6 +197,7 @@ pub async fn build_network(t: &Topology, state_dir: &Path) -> Result<(), LabErro
     std::fs::create_dir_all(&ns_dir).map_err(crate::io("creating", &ns_dir))?;
     let mut names = vec![t.router_netns.clone()];
     names.extend(t.nodes.iter().map(|n| n.netns.clone()));
+    names.extend(t.peer_router.iter().map(|p| p.netns.clone()));
     // Namespace creation switches threads' namespaces: spread over blocking threads.
     let creations = names.into_iter().map(|name| {
         tokio::task::spawn_blocking(move || dataplane::netns::create(&name).map(|_| ()))
@@ -150,9 +214,23 @@ pub async fn build_network(t: &Topology, state_dir: &Path) -> Result<(), LabErro
             .map_err(|e| LabError::Network(e.to_string()))?
             .map_err(dp)?;
     }
+    if t.peer_router.is_some() {
+        let file = topology::uts_file(state_dir, topology::PEER_ROUTER_NAME);
+        tokio::task::spawn_blocking(move || {
+            dataplane::netns::create_uts(&file, topology::PEER_ROUTER_NAME)
+        })
+        .await
+        .map_err(|e| LabError::Network(e.to_string()))?
+        .map_err(dp)?;
+    }
     dataplane::ip::batch(Some(&t.router_netns), &t.router_script())
         .await
         .map_err(dp)?;
+    if let (Some(peer), Some(script)) = (&t.peer_router, t.peer_router_script()) {
+        dataplane::ip::batch(Some(&peer.netns), &script)
+            .await
+            .map_err(dp)?;
+    }
     let scripts = t
         .nodes
         .iter()
@@ -162,6 +240,7 @@ pub async fn build_network(t: &Topology, state_dir: &Path) -> Result<(), LabErro
     }
     let mut all = vec![t.router_netns.clone()];
     all.extend(t.nodes.iter().map(|n| n.netns.clone()));
+    all.extend(t.peer_router.iter().map(|p| p.netns.clone()));
     for ns in all {
         let path = dataplane::netns::path(&ns);
         for (key, value) in [
@@ -279,6 +358,8 @@ pub fn kill_marked(name: &str, state_dir: &Path) -> usize {
 /// A child of `lab-run` it keeps running.
 struct Supervised {
     role: String,
+    /// The program to run, when not `kubelab` itself.
+    program: Option<PathBuf>,
     args: Vec<String>,
     netns: String,
     uts: PathBuf,
@@ -299,6 +380,7 @@ impl Supervised {
             .open(&self.log)
             .map_err(crate::io("opening", &self.log))?;
         let log_err = log.try_clone().map_err(crate::io("opening", &self.log))?;
+        let program = self.program.as_deref().unwrap_or(program);
         let mut cmd = Command::new(program);
         cmd.args(&self.args)
             .env(MARKER_ENV, marker_value)
@@ -342,13 +424,18 @@ pub async fn run(
     let started = Instant::now();
     crate::validate_name(&options.name)?;
     let paths = LabPaths::new(options.state_dir.clone());
+    let mut config = options.config.clone();
+    config.routing = options.routing.or(config.routing);
     let topology = topology::plan(
         &options.name,
         options.workers as usize,
         options.encapsulation,
-        &options.config,
+        &config,
     )
     .map_err(|e| LabError::Network(e.to_string()))?;
+    if topology.routing == Routing::Bgp && !bird_installed() {
+        return Err(LabError::Network(BIRD_MISSING.into()));
+    }
     // SAFETY: prctl with integer arguments.
     unsafe {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
@@ -358,6 +445,17 @@ pub async fn run(
     let record_text = serde_json::to_string_pretty(&record).unwrap_or_default();
     std::fs::write(topology_file(&options.state_dir), record_text)
         .map_err(crate::io("writing", &topology_file(&options.state_dir)))?;
+    let bgp_path = bgp_file(&options.state_dir);
+    match BgpRecord::of(&topology, &options.state_dir) {
+        Some(bgp) => std::fs::write(
+            &bgp_path,
+            serde_json::to_string_pretty(&bgp).unwrap_or_default(),
+        )
+        .map_err(crate::io("writing", &bgp_path))?,
+        None => {
+            let _ = std::fs::remove_file(&bgp_path);
+        }
+    }
 
     let result = run_lab(&options, &paths, &topology, started, shutdown).await;
     tracing::info!(lab = %options.name, "taking the lab down");
@@ -402,6 +500,7 @@ async fn run_lab(
     let mut children: Vec<Supervised> = Vec::new();
     children.push(Supervised {
         role: "server".into(),
+        program: None,
         args: vec![
             "server".into(),
             "--data-dir".into(),
@@ -508,8 +607,23 @@ async fn run_lab(
         if n.control_plane {
             args.push("--control-plane".into());
         }
+        if t.routing == Routing::Bgp {
+            args.extend([
+                "--routing".into(),
+                "bgp".into(),
+                "--bgp-as".into(),
+                t.as_number.to_string(),
+            ]);
+            if let Some(peer) = &t.peer_router {
+                args.extend([
+                    "--bgp-peer".into(),
+                    format!("{}:{}", peer.ip, peer.as_number),
+                ]);
+            }
+        }
         let mut child = Supervised {
             role: format!("agent {}", n.name),
+            program: None,
             args,
             netns: n.netns.clone(),
             uts: topology::uts_file(state_dir, &n.name),
@@ -520,6 +634,19 @@ async fn run_lab(
         };
         child.spawn(&options.program, &marker_value)?;
         children.push(child);
+    }
+    if let Some(peer) = &t.peer_router {
+        children.push(peer_router_bird(options, t, peer)?);
+        let last = children.len() - 1;
+        children[last].spawn(&options.program, &marker_value)?;
+        step(
+            state_dir,
+            started,
+            &format!(
+                "external BGP router {} (AS {}) started",
+                peer.ip, peer.as_number
+            ),
+        );
     }
     write_pids(state_dir, &children);
     step(state_dir, started, "agents started");
@@ -588,6 +715,47 @@ async fn run_lab(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+/// BIRD of the external BGP router, peering with every node of the plan.
+fn peer_router_bird(
+    options: &NetRunOptions,
+    t: &Topology,
+    peer: &topology::PeerRouterPlan,
+) -> Result<Supervised, LabError> {
+    let dir = peer_router_dir(&options.state_dir);
+    std::fs::create_dir_all(&dir).map_err(crate::io("creating", &dir))?;
+    let pool: routing::Destination = options
+        .config
+        .pool_cidr
+        .as_deref()
+        .unwrap_or("192.168.0.0/16")
+        .parse()
+        .map_err(|_| LabError::Network("poolCidr is not an IPv4 CIDR".into()))?;
+    let nodes: Vec<(Ipv4Addr, u32)> = t.nodes.iter().map(|n| (n.ip, t.as_number)).collect();
+    let config = bgp::peer_router_config(peer.ip, peer.as_number, &nodes, &[pool]);
+    let config_file = dir.join("bird.conf");
+    std::fs::write(&config_file, config).map_err(crate::io("writing", &config_file))?;
+    let path = |name: &str| dir.join(name).display().to_string();
+    Ok(Supervised {
+        role: format!("bird {}", topology::PEER_ROUTER_NAME),
+        program: Some(PathBuf::from("bird")),
+        args: vec![
+            "-f".into(),
+            "-c".into(),
+            path("bird.conf"),
+            "-s".into(),
+            path("bird.ctl"),
+            "-P".into(),
+            path("bird.pid"),
+        ],
+        netns: peer.netns.clone(),
+        uts: topology::uts_file(&options.state_dir, topology::PEER_ROUTER_NAME),
+        log: dir.join("bird.log"),
+        pid: None,
+        restarts: 0,
+        next_start: Instant::now(),
+    })
 }
 
 /// `pids.json`: which process is which, for `kubelab status` and tests.

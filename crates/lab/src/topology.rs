@@ -68,6 +68,55 @@ impl Encapsulation {
     }
 }
 
+/// Who programs the routes between nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Routing {
+    /// The agent itself, as Felix does (Calico 3.33+ `ProgramClusterRoutes`).
+    #[default]
+    Felix,
+    /// BIRD in every node, an iBGP full mesh (Calico's BGP mode): `kubelab up --routing bgp`.
+    Bgp,
+}
+
+impl Routing {
+    pub fn parse(s: &str) -> Option<Routing> {
+        match s {
+            "felix" => Some(Routing::Felix),
+            "bgp" => Some(Routing::Bgp),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Routing::Felix => "felix",
+            Routing::Bgp => "bgp",
+        }
+    }
+}
+
+/// The `bgp:` section of the lab config.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BgpConfig {
+    /// The nodes' AS number (default 64512, Calico's).
+    pub as_number: Option<u32>,
+    /// An external router (a data-centre router) peering with every node.
+    pub external_peer: Option<ExternalPeerConfig>,
+}
+
+/// An external BGP router of the lab: a namespace `<lab>.bgppeer` on the nodes' subnet running
+/// BIRD, a global peer of every node (Calico's BGPPeer without a node selector).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExternalPeerConfig {
+    /// Its AS number (eBGP when it differs from the nodes').
+    pub as_number: u32,
+    /// Its address on the nodes' subnet (default 10.10.64.2).
+    pub address: Option<Ipv4Addr>,
+}
+
 /// The `--config` file: everything optional, defaults as in the course.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -85,6 +134,10 @@ pub struct LabConfig {
     pub node_names: Option<Vec<String>>,
     /// Default encapsulation when `--encapsulation` is not given.
     pub encapsulation: Option<Encapsulation>,
+    /// Who programs routes between nodes when `--routing` is not given (default felix).
+    pub routing: Option<Routing>,
+    /// BGP settings of a `routing: bgp` lab.
+    pub bgp: Option<BgpConfig>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -101,7 +154,30 @@ pub enum TopologyError {
     NoEncapAcrossSubnets,
     #[error("invalid lab config: {0}")]
     Config(String),
+    #[error(
+        "routing bgp sends pod traffic unencapsulated over the nodes' shared subnet (upstream BIRD cannot drive kubelab's tunnels): drop --encapsulation {0}"
+    )]
+    BgpWithEncapsulation(&'static str),
+    #[error("the external BGP peer's address {0} is not a free address of the nodes' subnet")]
+    PeerAddress(Ipv4Addr),
 }
+
+/// The lab's external BGP router.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerRouterPlan {
+    /// `<lab>.bgppeer`.
+    pub netns: String,
+    pub ip: Ipv4Addr,
+    pub prefix_len: u8,
+    pub as_number: u32,
+    /// Its port on the router namespace's bridge.
+    pub router_if: String,
+}
+
+/// The name `kubelab ssh` knows the external BGP router by.
+pub const PEER_ROUTER_NAME: &str = "bgppeer";
+/// Default address of the external BGP router: next to the gateway.
+const PEER_ROUTER_HOST: u32 = 2;
 
 /// One node of the plan.
 #[derive(Clone, Debug, PartialEq)]
@@ -130,6 +206,11 @@ pub struct Topology {
     pub router_netns: String,
     pub shared_subnet: bool,
     pub encapsulation: Encapsulation,
+    pub routing: Routing,
+    /// The nodes' AS number (BGP labs).
+    pub as_number: u32,
+    /// The external BGP router, if the config asks for one (BGP labs).
+    pub peer_router: Option<PeerRouterPlan>,
     pub nodes: Vec<NodePlan>,
 }
 
@@ -163,6 +244,7 @@ fn valid_node_name(name: &str) -> bool {
         && !name.ends_with('-')
         && name != "router"
         && name != "pod"
+        && name != PEER_ROUTER_NAME
 }
 
 fn host_address(index: usize, shared: bool) -> (Ipv4Addr, Ipv4Addr) {
@@ -208,8 +290,16 @@ pub fn plan(
             return Err(TopologyError::DuplicateNode(n.clone()));
         }
     }
-    let encapsulation = encapsulation.or(config.encapsulation).unwrap_or_default();
-    let shared = config.shared_subnet;
+    let routing = config.routing.unwrap_or_default();
+    let encapsulation = match (routing, encapsulation.or(config.encapsulation)) {
+        (Routing::Bgp, None | Some(Encapsulation::None)) => Encapsulation::None,
+        (Routing::Bgp, Some(other)) => {
+            return Err(TopologyError::BgpWithEncapsulation(other.as_str()));
+        }
+        (Routing::Felix, chosen) => chosen.unwrap_or_default(),
+    };
+    // BGP next hops are the nodes themselves: one shared subnet, like a flat data-centre L2.
+    let shared = config.shared_subnet || routing == Routing::Bgp;
     if encapsulation == Encapsulation::None && !shared && names.len() > 1 {
         return Err(TopologyError::NoEncapAcrossSubnets);
     }
@@ -228,12 +318,39 @@ pub fn plan(
                 control_plane: i == 0,
             }
         })
-        .collect();
+        .collect::<Vec<NodePlan>>();
+    let bgp = config.bgp.clone().unwrap_or_default();
+    let peer_router = match (routing, &bgp.external_peer) {
+        (Routing::Bgp, Some(peer)) => {
+            let ip = peer
+                .address
+                .unwrap_or(Ipv4Addr::from(FIRST_SUBNET + PEER_ROUTER_HOST));
+            let subnet_mask = u32::MAX << (32 - NODE_PREFIX_LEN);
+            let in_subnet = u32::from(ip) & subnet_mask == FIRST_SUBNET;
+            let taken = nodes.iter().any(|n| n.ip == ip || n.gateway == ip);
+            let edge =
+                u32::from(ip) == FIRST_SUBNET || u32::from(ip) == FIRST_SUBNET | !subnet_mask;
+            if !in_subnet || taken || edge {
+                return Err(TopologyError::PeerAddress(ip));
+            }
+            Some(PeerRouterPlan {
+                netns: format!("{lab}.{PEER_ROUTER_NAME}"),
+                ip,
+                prefix_len: NODE_PREFIX_LEN,
+                as_number: peer.as_number,
+                router_if: "p0".into(),
+            })
+        }
+        _ => None,
+    };
     Ok(Topology {
         lab: lab.to_string(),
         router_netns: format!("{lab}.router"),
         shared_subnet: shared,
         encapsulation,
+        routing,
+        as_number: bgp.as_number.unwrap_or(bgp::DEFAULT_AS),
+        peer_router,
         nodes,
     })
 }
@@ -273,7 +390,24 @@ impl Topology {
             }
             s += &format!("link set {} up\n", n.router_if);
         }
+        if let Some(peer) = &self.peer_router {
+            s += &format!(
+                "link add {} type veth peer name eth0 netns {}\nlink set {} master br0\nlink set {} up\n",
+                peer.router_if, peer.netns, peer.router_if, peer.router_if
+            );
+        }
         s
+    }
+
+    /// `ip -batch` lines run in the external BGP router's namespace: its address only (it
+    /// reaches the nodes on the shared subnet, and nothing else).
+    pub fn peer_router_script(&self) -> Option<String> {
+        self.peer_router.as_ref().map(|peer| {
+            format!(
+                "addr add {}/{} dev eth0\nlink set eth0 up\nlink set lo up\n",
+                peer.ip, peer.prefix_len
+            )
+        })
     }
 
     /// `ip -batch` lines run in a node's namespace after [`Topology::router_script`]: its
@@ -376,6 +510,65 @@ mod tests {
         let t = plan("l", 9, None, &named(&["master", "w1"])).unwrap();
         assert_eq!(t.nodes.len(), 2);
         assert_eq!(t.nodes[1].netns, "l.w1");
+    }
+
+    #[test]
+    fn bgp_puts_nodes_on_one_subnet_without_encapsulation() {
+        let config = parse_config(
+            "routing: bgp\nbgp:\n  asNumber: 64600\n  externalPeer:\n    asNumber: 64513\n",
+        )
+        .unwrap();
+        let t = plan("l", 2, None, &config).unwrap();
+        assert_eq!(t.routing, Routing::Bgp);
+        assert_eq!(t.encapsulation, Encapsulation::None);
+        assert!(t.shared_subnet);
+        assert_eq!(t.as_number, 64600);
+        assert_eq!(t.nodes[2].cidr(), "10.10.68.224/20");
+        let peer = t.peer_router.clone().unwrap();
+        assert_eq!(
+            (peer.netns.as_str(), peer.ip.to_string().as_str()),
+            ("l.bgppeer", "10.10.64.2")
+        );
+        assert!(t.router_script().ends_with(
+            "link add p0 type veth peer name eth0 netns l.bgppeer\nlink set p0 master br0\nlink set p0 up\n"
+        ));
+        assert_eq!(
+            t.peer_router_script().unwrap(),
+            "addr add 10.10.64.2/20 dev eth0\nlink set eth0 up\nlink set lo up\n"
+        );
+        // Felix labs have no router and no BGP.
+        let felix = plan("l", 1, None, &LabConfig::default()).unwrap();
+        assert!(felix.peer_router.is_none() && felix.peer_router_script().is_none());
+        // Encapsulation cannot be asked for; a peer address must be free and on the subnet.
+        assert_eq!(
+            plan("l", 1, Some(Encapsulation::Ipip), &config),
+            Err(TopologyError::BgpWithEncapsulation("ipip"))
+        );
+        for taken in ["10.10.68.223", "10.10.64.1", "10.10.96.5", "10.10.79.255"] {
+            let text = format!(
+                "routing: bgp\nbgp:\n  externalPeer:\n    asNumber: 1\n    address: {taken}\n"
+            );
+            assert!(
+                matches!(
+                    plan("l", 2, None, &parse_config(&text).unwrap()),
+                    Err(TopologyError::PeerAddress(_))
+                ),
+                "{taken}"
+            );
+        }
+        assert!(parse_config("routing: ospf\n").is_err());
+        assert!(matches!(
+            plan(
+                "l",
+                0,
+                None,
+                &LabConfig {
+                    node_names: Some(vec!["bgppeer".into()]),
+                    ..Default::default()
+                }
+            ),
+            Err(TopologyError::NodeName(_))
+        ));
     }
 
     #[test]

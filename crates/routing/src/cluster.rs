@@ -95,6 +95,9 @@ pub struct NodeInfo {
     pub vxlan_tunnel: Option<Ipv4Addr>,
     /// MAC of the node's `vxlan.calico`, lower case `aa:bb:cc:dd:ee:ff`.
     pub vxlan_mac: Option<String>,
+    /// The node's BGP AS number when it runs BIRD (`--routing bgp`): its blackholes and its
+    /// routes to other BGP nodes' blocks are then BIRD's, not Felix's.
+    pub bgp_as: Option<u32>,
 }
 
 /// An IPAM block: a prefix of the pool, usually affine to (claimed by) one node.
@@ -143,6 +146,9 @@ const NODE_ADDRESS_ANNOTATION: &str = "projectcalico.org/IPv4Address";
 const IPIP_TUNNEL_ANNOTATION: &str = "projectcalico.org/IPv4IPIPTunnelAddr";
 const VXLAN_TUNNEL_ANNOTATION: &str = "projectcalico.org/IPv4VXLANTunnelAddr";
 const VXLAN_MAC_ANNOTATION: &str = "projectcalico.org/IPv4VXLANTunnelMACAddr";
+/// The node's BGP AS number, as libcalico-go keeps a node's `spec.bgp.asNumber`. kubelab's
+/// agent writes it on every node that runs BIRD, so its presence says "this node speaks BGP".
+pub const AS_NUMBER_ANNOTATION: &str = "projectcalico.org/ASNumber";
 /// kubelab's own: the underlay's default gateway of the node.
 const GATEWAY_ANNOTATION: &str = "kubelab.dev/gateway";
 /// Calico CNI's pod address annotation; set to "" once CNI has torn the network down.
@@ -151,8 +157,8 @@ const POD_IP_ANNOTATION: &str = "cni.projectcalico.org/podIP";
 /// Builds a [`Cluster`] from API objects (each slice holds the `items` of a list):
 ///
 /// - Nodes: the name, and `projectcalico.org/IPv4Address` (`"10.10.95.205/20"`: address and
-///   subnet prefix) which is required; the tunnel addresses, the VXLAN MAC and
-///   `kubelab.dev/gateway` are optional.
+///   subnet prefix) which is required; the tunnel addresses, the VXLAN MAC,
+///   `projectcalico.org/ASNumber` and `kubelab.dev/gateway` are optional.
 /// - IPAMBlocks: `spec.cidr` (IPv4, host bits cleared) and `spec.affinity` (`"host:<node>"`;
 ///   anything else means no affinity). Blocks with `spec.deleted: true` are on their way out
 ///   (libcalico-go marks a block before deleting it) and are left out.
@@ -244,6 +250,7 @@ fn node_info(node: &Value) -> Option<NodeInfo> {
         ipip_tunnel: annotation(node, IPIP_TUNNEL_ANNOTATION).and_then(parse_address),
         vxlan_tunnel: annotation(node, VXLAN_TUNNEL_ANNOTATION).and_then(parse_address),
         vxlan_mac: annotation(node, VXLAN_MAC_ANNOTATION).and_then(parse_mac),
+        bgp_as: annotation(node, AS_NUMBER_ANNOTATION).and_then(|text| text.parse().ok()),
     })
 }
 
@@ -421,6 +428,7 @@ mod tests {
                     ipip_tunnel: Some(Ipv4Addr::new(192, 168, 126, 64)),
                     vxlan_tunnel: Some(Ipv4Addr::new(192, 168, 126, 65)),
                     vxlan_mac: Some("66:aa:bb:cc:dd:ee".into()),
+                    bgp_as: None,
                 },
                 NodeInfo {
                     name: "bad-tunnels".into(),
@@ -430,6 +438,7 @@ mod tests {
                     ipip_tunnel: None,
                     vxlan_tunnel: None,
                     vxlan_mac: None,
+                    bgp_as: None,
                 },
             ]
         );

@@ -410,10 +410,15 @@ pub const WORKLOAD_DEVICE_PREFIX: &str = "cali";
 
 /// Whether the node agent owns this route (and may replace or delete it): anything with
 /// Felix's protocol 80, any blackhole, anything through a Calico tunnel device, and a /32 on a
-/// `cali*` workload veth. The rest (the connected prefix, the default route) is the lab's
-/// underlay, which the agent never touches.
+/// `cali*` workload veth; never a route with protocol `bird`, which BIRD's kernel protocol
+/// owns in `--routing bgp` labs. The rest (the connected prefix, the default route) is the
+/// lab's underlay, which the agent never touches.
 pub fn is_managed(route: &Route) -> bool {
     let device = route.device.as_deref().unwrap_or("");
+    if route.protocol == Protocol::BIRD {
+        // BIRD's own (`--routing bgp`): its kernel protocol owns them, the agent never touches them.
+        return false;
+    }
     route.protocol == Protocol::FELIX
         || route.route_type == RouteType::Blackhole
         || device == IPIP_DEVICE
@@ -648,7 +653,6 @@ mod tests {
     fn managed_routes_are_calicos_and_only_calicos() {
         let managed = [
             Route::blackhole(dst("192.168.145.64/26")).proto(Protocol::FELIX),
-            Route::blackhole(dst("192.168.145.64/26")).proto(Protocol::BIRD),
             Route::to(dst("192.168.126.64/26"))
                 .via(ip("10.10.95.205"))
                 .dev("eth0")
@@ -658,16 +662,18 @@ mod tests {
                 .via(ip("192.168.126.64"))
                 .dev("vxlan.calico")
                 .onlink(),
-            Route::to(dst("192.168.126.64/26"))
-                .via(ip("10.10.95.205"))
-                .dev("tunl0")
-                .proto(Protocol::BIRD)
-                .onlink(),
             Route::to(dst("192.168.145.65"))
                 .dev("cali6edd91665ff")
                 .scope(Scope::LINK),
         ];
         let unmanaged = [
+            // BIRD's, even through a tunnel device: its kernel protocol owns it.
+            Route::to(dst("192.168.126.64/26"))
+                .via(ip("10.10.95.205"))
+                .dev("tunl0")
+                .proto(Protocol::BIRD)
+                .onlink(),
+            Route::blackhole(dst("192.168.145.64/26")).proto(Protocol::BIRD),
             Route::to(Destination::DEFAULT)
                 .via(ip("10.10.64.1"))
                 .dev("eth0"),

@@ -36,6 +36,15 @@ use crate::route::{
 ///   a /32 to it via N, built like a block route, so that it wins over the block's own route
 ///   (which leads to the block's owner, or is this node's blackhole).
 ///
+/// When this node runs BIRD (its [`NodeInfo::bgp_as`] is set, `kubelab up --routing bgp`),
+/// BIRD writes the block routes instead of Felix, as in Calico's BGP modes (FACTS.md):
+/// - each block affine to this node: `blackhole <block> proto bird` (BIRD's static protocol);
+/// - each block affine to another node N that runs BIRD too, learned over iBGP with N as the
+///   next hop: `<block> via <N ip> dev eth0 proto bird`, resolved recursively (`gateway
+///   recursive`) through the connected subnet, so no `onlink`; a node on another subnet
+///   resolves through the default route, `via <gateway>`. A node without BIRD advertises
+///   nothing, so its blocks get no route. Borrowed pod addresses travel the same way as /32s.
+///
 /// Details that keep the table something the kernel can hold: a block or pod on a node that
 /// [`Cluster::nodes`] does not know gets no route (there is nowhere to send it); a node
 /// unknown to the cluster gets no underlay and, under CrossSubnet, treats every node as on
@@ -66,14 +75,27 @@ pub fn node_table(cluster: &Cluster, node: &str) -> Vec<Route> {
         .filter_map(|block| Some((block.destination()?, block.node.as_deref()?)))
         .collect();
     blocks.sort();
+    let bird = me.is_some_and(|me| me.bgp_as.is_some());
+    let block_protocol = if bird {
+        Protocol::BIRD
+    } else {
+        Protocol::FELIX
+    };
+    let remote = |peer: &NodeInfo, destination: Destination| {
+        if bird {
+            bird_route(me, peer, destination)
+        } else {
+            route_to_peer(cluster.encapsulation, me, peer, destination)
+        }
+    };
     for (destination, owner) in &blocks {
         if *owner == node {
             offer(
                 BLACKHOLE,
-                Route::blackhole(*destination).proto(Protocol::FELIX),
+                Route::blackhole(*destination).proto(block_protocol),
             );
         } else if let Some(peer) = cluster.node(owner)
-            && let Some(route) = route_to_peer(cluster.encapsulation, me, peer, *destination)
+            && let Some(route) = remote(peer, *destination)
         {
             offer(REMOTE, route);
         }
@@ -98,8 +120,7 @@ pub fn node_table(cluster: &Cluster, node: &str) -> Vec<Route> {
             continue;
         }
         if let Some(peer) = cluster.node(&pod.node)
-            && let Some(route) =
-                route_to_peer(cluster.encapsulation, me, peer, Destination::host(pod.ip))
+            && let Some(route) = remote(peer, Destination::host(pod.ip))
         {
             offer(REMOTE, route);
         }
@@ -183,6 +204,27 @@ fn route_to_peer(
         Encapsulation::VxlanCrossSubnet if same_subnet(me, peer) => Some(direct()),
         Encapsulation::VxlanCrossSubnet => vxlan(),
     }
+}
+
+/// The route BIRD writes for `destination` learned from `peer` over iBGP; `None` when the peer
+/// runs no BIRD (it advertises nothing) or is this node, or is off-subnet with no gateway to
+/// resolve through.
+fn bird_route(me: Option<&NodeInfo>, peer: &NodeInfo, destination: Destination) -> Option<Route> {
+    peer.bgp_as?;
+    if me.is_some_and(|me| me.ip == peer.ip) {
+        return None;
+    }
+    let next_hop = if same_subnet(me, peer) {
+        peer.ip
+    } else {
+        me?.gateway?
+    };
+    Some(
+        Route::to(destination)
+            .via(next_hop)
+            .dev(UNDERLAY_DEVICE)
+            .proto(Protocol::BIRD),
+    )
 }
 
 /// For each route of [`node_table`] through `tunl0`: (prefix network, prefix length, remote

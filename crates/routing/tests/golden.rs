@@ -535,3 +535,80 @@ fn plan_writes_the_briefs_example_commands() {
         ]
     );
 }
+
+/// Marks every node of `cluster` as running BIRD in AS 64512 (`--routing bgp`), except `skip`.
+fn with_bird(cluster: &mut Cluster, skip: &str) {
+    for node in &mut cluster.nodes {
+        if node.name != skip {
+            node.bgp_as = Some(64512);
+        }
+    }
+}
+
+#[test]
+fn bgp_routes_are_birds() {
+    // kube-0 and kube-2 share 10.10.64.0/20; kube-1 is on its own subnet.
+    let mut cluster = three_nodes(pool("Never", "Never"));
+    with_bird(&mut cluster, "");
+    check(
+        &node_table(&cluster, "kube-0"),
+        "
+        default via 10.10.64.1 dev eth0
+        10.10.64.0/20 dev eth0 proto kernel scope link src 10.10.68.222
+        192.168.126.64/26 via 10.10.64.1 dev eth0 proto bird
+        blackhole 192.168.145.64/26 proto bird
+        192.168.145.65 dev calib00a7814dc1 scope link
+        192.168.145.66 dev calic2d8e8d0a26 scope link
+        192.168.200.0/26 via 10.10.70.10 dev eth0 proto bird
+        ",
+    );
+    // A node without BIRD advertises nothing: kube-0 has no route to kube-2's block.
+    let mut cluster = three_nodes(pool("Never", "Never"));
+    with_bird(&mut cluster, "kube-2");
+    let table = render(&node_table(&cluster, "kube-0"));
+    assert!(!table.contains("192.168.200.0/26"), "{table}");
+    // ... and kube-2 itself, without BIRD, is programmed by Felix as before.
+    assert!(
+        render(&node_table(&cluster, "kube-2"))
+            .contains("192.168.145.64/26 via 10.10.68.222 dev eth0 proto 80 onlink")
+    );
+}
+
+#[test]
+fn the_agent_never_touches_birds_routes() {
+    let mut cluster = three_nodes(pool("Never", "Never"));
+    with_bird(&mut cluster, "");
+    let desired = node_table(&cluster, "kube-0");
+    // The kernel has BIRD's routes but a stale one too, and lacks a pod route.
+    let mut actual: Vec<Route> = desired
+        .iter()
+        .filter(|route| !route.to_string().starts_with("192.168.145.66"))
+        .cloned()
+        .collect();
+    actual.push(
+        Route::to("192.168.7.0/26".parse().unwrap())
+            .via(ip("10.10.70.11"))
+            .dev("eth0")
+            .proto(Protocol::BIRD),
+    );
+    assert_eq!(
+        agent_plan(&desired, &actual),
+        ["route replace 192.168.145.66 dev calic2d8e8d0a26 scope link"]
+    );
+    // `routes --check` still sees every difference.
+    assert_eq!(
+        diff(&desired, &actual).to_string(),
+        "- 192.168.7.0/26 via 10.10.70.11 dev eth0 proto bird\n\
+         + 192.168.145.66 dev calic2d8e8d0a26 scope link\n"
+    );
+    // The AS number is read from Calico's node annotation.
+    let parsed = cluster_from_objects(
+        &[json!({"metadata": {"name": "n", "annotations": {
+            "projectcalico.org/IPv4Address": "10.0.0.1/24",
+            "projectcalico.org/ASNumber": "64512"}}})],
+        &[],
+        &[],
+        &[],
+    );
+    assert_eq!(parsed.nodes[0].bgp_as, Some(64512));
+}
