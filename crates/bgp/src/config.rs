@@ -218,22 +218,14 @@ template bgp bgp_template {{
         out += "# No other node runs BIRD yet.\n\n";
     }
     for peer in &mesh {
-        let _ = write!(
-            out,
-            "\
-# For peer {name}
-protocol bgp {protocol} from bgp_template {{
-  local {me_ip} as {my_as};
-  neighbor {ip} as {peer_as};
-  source address {me_ip};
-}}
-
-",
-            name = peer.name,
-            protocol = mesh_protocol_name(peer.ip),
-            me_ip = me.ip,
-            ip = peer.ip,
-            peer_as = peer.bgp_as.unwrap_or(DEFAULT_AS),
+        let protocol = mesh_protocol_name(peer.ip);
+        let peer_as = peer.bgp_as.unwrap_or(DEFAULT_AS);
+        write_session(
+            &mut out,
+            &peer.name,
+            &protocol,
+            (me.ip, my_as),
+            (peer.ip, peer_as),
         );
     }
     out += "# ------------- Global peers -------------\n";
@@ -241,24 +233,40 @@ protocol bgp {protocol} from bgp_template {{
         out += "# No global peers configured.\n";
     }
     for peer in &globals {
-        let _ = write!(
-            out,
-            "\
-# For peer {ip}
+        let protocol = global_protocol_name(peer.ip);
+        let label = peer.ip.to_string();
+        write_session(
+            &mut out,
+            &label,
+            &protocol,
+            (me.ip, my_as),
+            (peer.ip, peer.as_number),
+        );
+    }
+    Ok(end_with_one_newline(out))
+}
+
+/// One BGP session of a node's `bird.conf`, under a `# For peer <label>` comment, as
+/// Calico's template writes both mesh and global peers.
+fn write_session(
+    out: &mut String,
+    label: &str,
+    protocol: &str,
+    (me_ip, my_as): (Ipv4Addr, u32),
+    (ip, peer_as): (Ipv4Addr, u32),
+) {
+    let _ = write!(
+        out,
+        "\
+# For peer {label}
 protocol bgp {protocol} from bgp_template {{
   local {me_ip} as {my_as};
   neighbor {ip} as {peer_as};
   source address {me_ip};
 }}
 
-",
-            protocol = global_protocol_name(peer.ip),
-            me_ip = me.ip,
-            ip = peer.ip,
-            peer_as = peer.as_number,
-        );
-    }
-    Ok(end_with_one_newline(out))
+"
+    );
 }
 
 /// The `bird.conf` of an external router (a data-centre router, a top-of-rack switch) at

@@ -71,6 +71,27 @@ fn worker_states(lab: &Lab) -> BTreeMap<String, (usize, bool)> {
         .collect()
 }
 
+/// Fails the test, with their logs, if workers show more failed work loops than in `before`;
+/// returns the workers' states now.
+fn assert_no_worker_failed(
+    lab: &Lab,
+    before: &BTreeMap<String, (usize, bool)>,
+    when: &str,
+) -> BTreeMap<String, (usize, bool)> {
+    let now = worker_states(lab);
+    let failed: Vec<String> = now
+        .iter()
+        .filter(|(pod, (failures, _))| *failures > before.get(*pod).map_or(0, |(b, _)| *b))
+        .map(|(pod, _)| format!("{pod}:\n{}", text(&lab.kubectl(&["logs", pod]))))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "workers failed {when}:\n{}",
+        failed.join("\n")
+    );
+    now
+}
+
 /// The least-squares slope of hashes over time: the rate, with the workers' batched
 /// counter updates smoothed out (two samples alone are off by up to a batch per worker).
 fn slope(samples: &[Sample]) -> f64 {
@@ -109,17 +130,7 @@ fn hash_rate(lab: &Lab, client: &reqwest::blocking::Client, url: &str, window: D
                 .unwrap_or_else(|| panic!("no answer from {url}")),
         );
     }
-    let after = worker_states(lab);
-    let failed: Vec<String> = after
-        .iter()
-        .filter(|(pod, (failures, _))| *failures > before.get(*pod).map_or(0, |(b, _)| *b))
-        .map(|(pod, _)| format!("{pod}:\n{}", text(&lab.kubectl(&["logs", pod]))))
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "workers failed while the hash rate was measured:\n{}",
-        failed.join("\n")
-    );
+    let after = assert_no_worker_failed(lab, &before, "while the hash rate was measured");
     let (first, last) = (samples[0], samples[samples.len() - 1]);
     // Coins are a part of the hashes (about 1 in 16), and are never lost.
     assert!(
@@ -491,15 +502,10 @@ fn course_dockercoins_section_command_for_command() {
     .unwrap_or_else(|| panic!("{}", lab.kubectl_ok(&["get", "pods", "-o", "wide"])));
     // The deleted rng pod drained on SIGTERM: the workers queued on it got their bytes, and
     // none failed and went to sleep for 10 s.
-    let failed: Vec<String> = worker_states(&lab)
-        .iter()
-        .filter(|(pod, (failures, _))| *failures > failures_before.get(*pod).map_or(0, |(b, _)| *b))
-        .map(|(pod, _)| format!("{pod}:\n{}", text(&lab.kubectl(&["logs", pod]))))
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "workers failed when the rng Deployment was deleted:\n{}",
-        failed.join("\n")
+    assert_no_worker_failed(
+        &lab,
+        &failures_before,
+        "when the rng Deployment was deleted",
     );
     rng.sort_by(|a, b| a.1.cmp(&b.1));
     let nodes: Vec<&str> = rng.iter().map(|(_, node, _)| node.as_str()).collect();
