@@ -15,8 +15,8 @@
 //! same reason, and otherwise a 400 saying so. `pods/attach` is listed but answers 400:
 //! built-in images have no terminal to attach to.
 
+use crate::logs;
 use crate::rest::Call;
-use crate::{logs, object};
 use apimachinery::ApiError;
 use axum::body::Body;
 use axum::response::Response;
@@ -81,35 +81,10 @@ pub fn exec_options(pod: &Value, pod_name: &str, raw_query: &str) -> Result<Exec
             "you must specify at least 1 of stdin, stdout, stderr",
         ));
     }
-    let names = |path: &str| -> Vec<String> {
-        pod.pointer(path)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|c| c.get("name")?.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let containers = names("/spec/containers");
-    let mut all = containers.clone();
-    all.extend(names("/spec/initContainers"));
-    all.extend(names("/spec/ephemeralContainers"));
-    options.container = match container {
-        Some(c) if all.contains(&c) => c,
-        Some(c) => {
-            return Err(ApiError::bad_request(format!(
-                "container {c} is not valid for pod {pod_name}"
-            )));
-        }
-        None if containers.len() == 1 => containers[0].clone(),
-        None => {
-            return Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {pod_name}, choose one of: [{}]",
-                containers.join(" ")
-            )));
-        }
-    };
+    let containers = logs::container_names(pod, "/spec/containers");
+    let mut others = logs::container_names(pod, "/spec/initContainers");
+    others.extend(logs::container_names(pod, "/spec/ephemeralContainers"));
+    options.container = logs::pick_container(pod_name, container.as_deref(), &containers, &others)?;
     if options.command.is_empty() {
         return Err(ApiError::bad_request(
             "you must specify at least one command for the container",
@@ -154,15 +129,7 @@ pub fn pod_attach() -> Result<Response, ApiError> {
 
 /// `pods/<name>/exec`.
 pub async fn pod_exec(call: &mut Call<'_>) -> Result<Response, ApiError> {
-    let pod_name = call.rr.name.clone().unwrap_or_default();
-    let namespace = call.rr.namespace.clone().unwrap_or_default();
-    let key = object::key(call.rr.info, call.rr.namespace.as_deref(), &pod_name);
-    let entry = call
-        .state
-        .store
-        .get(&key)
-        .ok_or_else(|| ApiError::not_found("", "pods", &pod_name))?;
-    let pod = object::parse(&entry.value);
+    let (namespace, pod_name, pod) = logs::stored_pod(call)?;
     let Some(streaming) = call.streaming.take() else {
         return Err(ApiError::bad_request("exec needs an upgradable connection"));
     };

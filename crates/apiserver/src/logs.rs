@@ -33,41 +33,9 @@ const KUBELET_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_ERROR_BODY: usize = 50_000;
 
 pub async fn pod_log(call: &Call<'_>) -> Result<Response, ApiError> {
-    let pod_name = call.rr.name.clone().unwrap_or_default();
-    let namespace = call.rr.namespace.clone().unwrap_or_default();
-    let key = object::key(call.rr.info, call.rr.namespace.as_deref(), &pod_name);
-    let entry = call
-        .state
-        .store
-        .get(&key)
-        .ok_or_else(|| ApiError::not_found("", "pods", &pod_name))?;
-    let pod = object::parse(&entry.value);
-    let names: Vec<String> = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|c| c.get("name")?.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let container = match call.query.get("container") {
-        Some(c) => {
-            if !names.iter().any(|n| n == c) {
-                return Err(ApiError::bad_request(format!(
-                    "container {c} is not valid for pod {pod_name}"
-                )));
-            }
-            c.to_string()
-        }
-        None if names.len() == 1 => names[0].clone(),
-        None => {
-            return Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {pod_name}, choose one of: [{}]",
-                names.join(" ")
-            )));
-        }
-    };
+    let (namespace, pod_name, pod) = stored_pod(call)?;
+    let containers = container_names(&pod, "/spec/containers");
+    let container = pick_container(&pod_name, call.query.get("container"), &containers, &[])?;
     let kubelet_query = kubelet_query(call, &pod_name)?;
     let status = pod
         .pointer("/status/containerStatuses")
@@ -95,6 +63,52 @@ pub async fn pod_log(call: &Call<'_>) -> Result<Response, ApiError> {
 
 /// The options forwarded to the kubelet, validated and normalised as upstream's
 /// `LogLocation` writes them (`url.Values.Encode`: sorted keys): `?follow=true&tailLines=5`.
+/// The pod a `pods/<name>/{log,exec}` request names: its namespace, name and stored object.
+pub(crate) fn stored_pod(call: &Call<'_>) -> Result<(String, String, Value), ApiError> {
+    let pod_name = call.rr.name.clone().unwrap_or_default();
+    let namespace = call.rr.namespace.clone().unwrap_or_default();
+    let key = object::key(call.rr.info, call.rr.namespace.as_deref(), &pod_name);
+    let entry = call
+        .state
+        .store
+        .get(&key)
+        .ok_or_else(|| ApiError::not_found("", "pods", &pod_name))?;
+    Ok((namespace, pod_name, object::parse(&entry.value)))
+}
+
+/// The names of the containers listed at `path` (`/spec/containers`, `/spec/initContainers`).
+pub(crate) fn container_names(pod: &Value, path: &str) -> Vec<String> {
+    pod.pointer(path)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.get("name")?.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The container a request means, with upstream's errors: the one it names, which must be one
+/// of `containers` or `also_allowed`, or else the pod's only container.
+pub(crate) fn pick_container(
+    pod_name: &str,
+    requested: Option<&str>,
+    containers: &[String],
+    also_allowed: &[String],
+) -> Result<String, ApiError> {
+    match requested {
+        Some(c) if containers.iter().chain(also_allowed).any(|n| n == c) => Ok(c.to_string()),
+        Some(c) => Err(ApiError::bad_request(format!(
+            "container {c} is not valid for pod {pod_name}"
+        ))),
+        None if containers.len() == 1 => Ok(containers[0].clone()),
+        None => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {pod_name}, choose one of: [{}]",
+            containers.join(" ")
+        ))),
+    }
+}
+
 fn kubelet_query(call: &Call<'_>, pod_name: &str) -> Result<String, ApiError> {
     let q = &call.query;
     let tail_lines = q.int("tailLines")?;

@@ -279,10 +279,7 @@ fn case(dir: Option<&Path>, nodes: usize, rounds: usize) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the BGP benchmark makes network namespaces and must run as root");
-    }
+    common::require_root("the BGP benchmark")?;
     if !lab::netlab::bird_installed() {
         bail!("{}", lab::netlab::BIRD_MISSING);
     }

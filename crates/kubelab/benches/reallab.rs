@@ -802,10 +802,7 @@ const MEMORY_HEADER: &str =
     "| lab memory (kube-0 + 2 workers) | processes | sum VmRSS | sum PSS |\n|---|---|---|---|";
 
 fn main() -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("a lab of real nodes makes network namespaces: run this benchmark as root");
-    }
+    common::require_root("a lab of real nodes")?;
     let settings = Settings::from_env()?;
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load_before = loadavg();
@@ -823,13 +820,7 @@ fn main() -> Result<()> {
         // Ctrl-C is caught from the start: the `up` section runs synchronously and checks the
         // flag between labs; the pods section is dropped at once, and with it its lab, whose
         // Drop runs `kubelab down`.
-        let (interrupt_tx, interrupt_rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                INTERRUPTED.store(true, Ordering::Relaxed);
-                let _ = interrupt_tx.send(());
-            }
-        });
+        let interrupt_rx = common::interrupt_on_ctrl_c(&INTERRUPTED);
         let work = async {
             if settings.run_up {
                 for &workers in &settings.up_workers {

@@ -1251,10 +1251,7 @@ const WRK_HEADER: &str = "| wrk -t2 -c32 from kube-1, pod on kube-2 | TCP timest
 // ----- main -----------------------------------------------------------------------------------
 
 fn main() -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("a lab of real nodes makes network namespaces: run this benchmark as root");
-    }
+    common::require_root("a lab of real nodes")?;
     let settings = Settings::from_env()?;
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load_before = loadavg();
@@ -1272,13 +1269,7 @@ fn main() -> Result<()> {
     let outcome = runtime.block_on(async {
         // On Ctrl-C the work future is dropped, and with it its lab (Drop runs `kubelab down`)
         // and its nft monitors (Drop kills them).
-        let (interrupt_tx, interrupt_rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                INTERRUPTED.store(true, Ordering::Relaxed);
-                let _ = interrupt_tx.send(());
-            }
-        });
+        let interrupt_rx = common::interrupt_on_ctrl_c(&INTERRUPTED);
         let work = async {
             if settings.run_latency && !settings.sizes.is_empty() {
                 latency_lab(&settings, &mut latency_rows).await?;

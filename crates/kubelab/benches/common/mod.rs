@@ -113,3 +113,28 @@ pub fn cpu_model() -> String {
         })
         .unwrap_or_else(|| "unknown".into())
 }
+
+/// Fails unless the benchmark runs as root: `what` makes network namespaces.
+pub fn require_root(what: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{what} makes network namespaces: run this benchmark as root");
+    }
+    Ok(())
+}
+
+/// On Ctrl-C: sets `flag` (synchronous loops check it between labs) and completes the
+/// returned receiver (the work future is dropped, and with it its labs, whose Drop runs
+/// `kubelab down`). Call inside the runtime.
+pub fn interrupt_on_ctrl_c(
+    flag: &'static std::sync::atomic::AtomicBool,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (interrupted, on_interrupt) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = interrupted.send(());
+        }
+    });
+    on_interrupt
+}

@@ -122,14 +122,9 @@ impl Lab {
         })
     }
 
-    /// The marker value every process of this lab carries in `KUBELAB_LAB`.
-    pub fn marker(&self) -> String {
-        format!("{}@{}", self.name, self.state_dir().display())
-    }
-
     /// The lab's processes: the lab-run process of the pid file and every marked process.
     pub fn processes(&self) -> Vec<u32> {
-        let mut pids = marked_processes(&self.marker());
+        let mut pids = lab::netlab::marked_processes(&self.name, &self.state_dir());
         if self.pid != 0 && lab::process::is_alive(self.pid) && !pids.contains(&self.pid) {
             pids.push(self.pid);
         }
@@ -162,7 +157,6 @@ impl Lab {
     /// Runs `kubelab down` and returns how long it took.
     pub fn down(&mut self) -> Result<Duration> {
         self.down_done = true;
-        let marker = self.marker();
         let start = Instant::now();
         let out = Lab::kubelab(self.root.path(), &["down", "--name", &self.name])?;
         let took = start.elapsed();
@@ -173,7 +167,7 @@ impl Lab {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let left = marked_processes(&marker);
+        let left = lab::netlab::marked_processes(&self.name, &self.state_dir());
         if !left.is_empty() {
             bail!(
                 "processes of lab {} still running after down: {left:?}",
@@ -201,24 +195,6 @@ impl Drop for Lab {
             );
         }
     }
-}
-
-/// Pids whose environment holds `KUBELAB_LAB=<marker>` (never this process).
-pub fn marked_processes(marker: &str) -> Vec<u32> {
-    let want = format!("KUBELAB_LAB={marker}");
-    let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == want.as_bytes()))
-        })
-        .collect()
 }
 
 impl Lab {
