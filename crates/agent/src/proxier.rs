@@ -7,8 +7,8 @@
 //! ([`proxy::Ruleset::write_update`] into [`proxy::netlink::BatchSink`]; no `nft` process, no
 //! cache of the table), so there is no burst to protect against; changes that arrive while a
 //! sync runs are coalesced into the next one. A failed update, or a restart, re-applies the
-//! whole table in one transaction ([`proxy::Nft::replace_table`], which falls back to `nft -f`
-//! for anything the encoder cannot write). `KUBELAB_PROXY_BACKEND=nft` makes every sync an
+//! whole table in one transaction ([`proxy::Ruleset::full_table`], which falls back to an
+//! `nft -f` script for anything the encoder cannot write). `KUBELAB_PROXY_BACKEND=nft` makes every sync an
 //! `nft -f` script instead (the path before the netlink encoder, for comparisons).
 //!
 //! Runs inside the node's network namespace, so pods (whose traffic the node routes) and the
@@ -20,32 +20,22 @@ use kube::Client;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use proxy::netlink::BatchSink;
 use proxy::transaction::{Discard, ScriptSink};
-use proxy::{IncrementalRuleset, Nft, ProxyConfig, ProxyState};
+use proxy::{IncrementalRuleset, Nft, Prepared, ProxyConfig, ProxyState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-/// How one sync reaches the kernel.
-enum Transaction {
-    /// A netlink batch (the whole table or the difference).
-    Batch(Vec<u8>),
-    /// An `nft -f` script (the whole table or the difference).
-    Script(String),
-}
-
-/// The transaction that replaces the whole table: a netlink batch, or the `nft -f` script when
-/// the encoder does not know a rule (cannot happen with the rules the proxy renders).
-fn full_transaction(ruleset: &proxy::Ruleset, scripts_only: bool) -> Transaction {
+/// The transaction that replaces the whole table: a netlink batch, or the `nft -f` script
+/// (always with `KUBELAB_PROXY_BACKEND=nft`, or when the encoder refuses a rule, which the rules
+/// the proxy renders never make it do).
+fn full_transaction(ruleset: &proxy::Ruleset, scripts_only: bool) -> Prepared {
     if scripts_only {
-        return Transaction::Script(ruleset.to_nft_script());
+        return Prepared::Script(ruleset.to_nft_script());
     }
-    match ruleset.to_netlink_batch() {
-        Ok(bytes) => Transaction::Batch(bytes),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot encode the table as netlink; using nft -f");
-            Transaction::Script(ruleset.to_nft_script())
-        }
-    }
+    ruleset.full_table().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot encode the table as netlink; using nft -f");
+        Prepared::Script(ruleset.to_nft_script())
+    })
 }
 
 /// `KUBELAB_PROXY_BACKEND=nft`: every sync through `nft -f`.
@@ -130,12 +120,12 @@ pub async fn run(client: Client, config: ProxyConfig) {
             let mut script = ScriptSink::default();
             rules
                 .update_into(state, &mut script)
-                .then_some(Transaction::Script(script.script))
+                .then_some(Prepared::Script(script.script))
         } else {
             let mut batch = BatchSink::new();
             if rules.update_into(state, &mut batch) {
                 match batch.finish() {
-                    Ok(bytes) => Some(Transaction::Batch(bytes)),
+                    Ok(bytes) => Some(Prepared::Batch(bytes)),
                     // The full path falls back to `nft -f` by itself.
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot encode the update; re-applying all");
@@ -148,13 +138,9 @@ pub async fn run(client: Client, config: ProxyConfig) {
         };
         if let Some(transaction) = transaction {
             let nft = nft.clone();
-            let applied = tokio::task::spawn_blocking(move || match transaction {
-                Transaction::Batch(bytes) => nft.send_batch(&bytes),
-                Transaction::Script(script) => nft.apply(&script),
-            })
-            .await;
+            let applied = tokio::task::spawn_blocking(move || nft.send(&transaction)).await;
             match applied {
-                Ok(Ok(())) => {
+                Ok(Ok(_)) => {
                     if full {
                         tracing::info!(
                             total_ms = started.elapsed().as_millis() as u64,

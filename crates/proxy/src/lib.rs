@@ -43,4 +43,4 @@ pub use error::ProxyError;
 pub use incremental::IncrementalRuleset;
 pub use model::{Endpoint, Ipv4Cidr, Protocol, ProxyConfig, ProxyState, ServicePortName};
 pub use nft::{Applied, Nft};
-pub use ruleset::Ruleset;
+pub use ruleset::{Prepared, Ruleset};

@@ -123,12 +123,14 @@ impl Nft {
     /// or through `nft -f` when the batch cannot be encoded (a rule shape the encoder does not
     /// know: [`ProxyError::Unsupported`]). Returns which way it went.
     pub fn replace_table(&self, ruleset: &crate::Ruleset) -> Result<Applied, ProxyError> {
-        match ruleset.to_netlink_batch() {
-            Ok(bytes) => self.send_batch(&bytes).map(|()| Applied::Netlink),
-            Err(ProxyError::Unsupported(_)) => self
-                .apply(&ruleset.to_nft_script())
-                .map(|()| Applied::Script),
-            Err(other) => Err(other),
+        self.send(&ruleset.full_table()?)
+    }
+
+    /// Sends a prepared transaction; returns which way it went.
+    pub fn send(&self, table: &crate::Prepared) -> Result<Applied, ProxyError> {
+        match table {
+            crate::Prepared::Batch(batch) => self.send_batch(batch).map(|()| Applied::Netlink),
+            crate::Prepared::Script(script) => self.apply(script).map(|()| Applied::Script),
         }
     }
 

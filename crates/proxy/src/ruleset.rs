@@ -434,6 +434,17 @@ impl Ruleset {
         }
     }
 
+    /// The whole table, ready for the kernel: one netlink batch, or the `nft -f` script when
+    /// the encoder refuses a rule ([`crate::ProxyError::Unsupported`]), so that the table is
+    /// loaded either way.
+    pub fn full_table(&self) -> Result<Prepared, crate::ProxyError> {
+        match self.to_netlink_batch() {
+            Ok(batch) => Ok(Prepared::Batch(batch)),
+            Err(crate::ProxyError::Unsupported(_)) => Ok(Prepared::Script(self.to_nft_script())),
+            Err(other) => Err(other),
+        }
+    }
+
     /// [`Ruleset::write_full`] as one nf_tables netlink batch (see [`crate::netlink`]).
     pub fn to_netlink_batch(&self) -> Result<Vec<u8>, crate::ProxyError> {
         // A netlink rule is about twice its script line (names as attributes, padding).
@@ -624,4 +635,14 @@ fn delete_elements<'a>(sink: &mut impl Sink, name: &str, keys: impl Iterator<Ite
     if !keys.is_empty() {
         sink.command(Command::DeleteElements { name, keys });
     }
+}
+
+/// A transaction ready for the kernel: the whole table ([`Ruleset::full_table`]) or a
+/// difference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prepared {
+    /// One nf_tables netlink batch.
+    Batch(Vec<u8>),
+    /// An `nft -f` script (the fallback).
+    Script(String),
 }
