@@ -279,6 +279,24 @@ pub fn decode_body(content_type: &str, body: &[u8], kind: &str) -> Result<Value,
     if !v.is_object() {
         return Err(unrecognized(&"the body is not an object"));
     }
+    // Upstream reads apiVersion and kind into Go strings first: any other type (null aside)
+    // fails there, before the object is looked at.
+    for field in ["apiVersion", "kind"] {
+        match &v[field] {
+            Value::Null | Value::String(_) => {}
+            other => {
+                let found = match other {
+                    Value::Bool(_) => "bool",
+                    Value::Number(_) => "number",
+                    Value::Array(_) => "array",
+                    _ => "object",
+                };
+                return Err(unrecognized(&format!(
+                    "json: cannot unmarshal {found} into Go struct field .{field} of type string"
+                )));
+            }
+        }
+    }
     Ok(v)
 }
 
@@ -1527,5 +1545,23 @@ mod tests {
             (42, "/registry/core/pods/default/x".to_string())
         );
         assert_eq!(decode_continue("not-a-token").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn a_kind_or_api_version_that_is_not_a_string_is_refused() {
+        for body in [
+            r#"{"apiVersion":"v1","kind":["Service"]}"#,
+            r#"{"apiVersion":1,"kind":"Service"}"#,
+            r#"{"kind":{"a":1}}"#,
+        ] {
+            let e = decode_body("application/json", body.as_bytes(), "Service").unwrap_err();
+            assert_eq!(e.code, 400, "{body}");
+            assert!(
+                e.message.contains("couldn't get version/kind"),
+                "{}",
+                e.message
+            );
+        }
+        assert!(decode_body("application/json", br#"{"kind":null}"#, "Service").is_ok());
     }
 }

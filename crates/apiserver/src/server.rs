@@ -571,12 +571,12 @@ fn bounded_warnings(warnings: &[String]) -> Vec<String> {
     const MAX_TOTAL: usize = 4 * 1024;
     const TRUNCATE_TO: usize = 256;
     const MAX_COUNT: usize = 50;
-    let mut unique: Vec<&String> = Vec::new();
-    for w in warnings {
-        if !unique.contains(&w) {
-            unique.push(w);
-        }
-    }
+    // A body with thousands of unknown fields records thousands of warnings: dedup in O(n).
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<&String> = warnings
+        .iter()
+        .filter(|w| seen.insert(w.as_str()))
+        .collect();
     let total: usize = unique.iter().map(|w| w.len()).sum();
     if total <= MAX_TOTAL && unique.len() <= MAX_COUNT {
         return unique.into_iter().cloned().collect();

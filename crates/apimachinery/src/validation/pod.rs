@@ -761,17 +761,22 @@ pub(crate) fn validate_pod_update(new: &Value, old: &Value) -> Vec<FieldError> {
 }
 
 fn validate_only_added_tolerations(new_spec: &Value, old_spec: &Value) -> Vec<FieldError> {
-    let new_list = array_at(new_spec, "tolerations");
-    let without_seconds = |t: &Value| {
+    // A toleration is its fields but tolerationSeconds; a set keeps a pod with thousands of
+    // tolerations from costing thousands squared comparisons.
+    let identity = |t: &Value| -> String {
         let mut t = t.clone();
         if let Some(m) = t.as_object_mut() {
             m.remove("tolerationSeconds");
+            m.sort_keys();
         }
-        t
+        t.to_string()
     };
+    let new_set: std::collections::HashSet<String> = array_at(new_spec, "tolerations")
+        .iter()
+        .map(identity)
+        .collect();
     for old in array_at(old_spec, "tolerations") {
-        let old_stripped = without_seconds(old);
-        if !new_list.iter().any(|n| without_seconds(n) == old_stripped) {
+        if !new_set.contains(&identity(old)) {
             return vec![FieldError::forbidden(
                 "spec.tolerations",
                 "existing toleration can not be modified except its tolerationSeconds",

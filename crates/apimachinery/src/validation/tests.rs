@@ -195,6 +195,26 @@ fn pod_update_rules() {
 }
 
 #[test]
+fn pod_updates_may_only_add_tolerations_or_change_their_seconds() {
+    let mut old = pod("p", json!([{"name": "c", "image": "nginx:1"}]));
+    old["spec"]["tolerations"] =
+        json!([{"key": "a", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 10}]);
+    let mut added = old.clone();
+    added["spec"]["tolerations"] = json!([
+        {"tolerationSeconds": 20, "effect": "NoExecute", "operator": "Exists", "key": "a"},
+        {"key": "b", "operator": "Exists"},
+    ]);
+    assert_eq!(update("", "Pod", old.clone(), added), Vec::<String>::new());
+    let mut changed = old.clone();
+    changed["spec"]["tolerations"][0]["effect"] = json!("NoSchedule");
+    let errs = update("", "Pod", old, changed);
+    assert!(
+        errs.contains(&"spec.tolerations: Forbidden: existing toleration can not be modified except its tolerationSeconds".to_string()),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn service_rules() {
     let cases: Vec<(Value, Vec<String>)> = vec![
         (json!({}), vec!["spec.ports: Required value".into()]),
