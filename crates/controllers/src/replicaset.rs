@@ -59,7 +59,7 @@ pub struct PodClaim<'a> {
 pub fn claim_pods<'a>(
     rs: &ReplicaSet,
     selector: &apimachinery::selectors::LabelSelector,
-    pods: &'a [Pod],
+    pods: impl IntoIterator<Item = &'a Pod>,
 ) -> PodClaim<'a> {
     let uid = rs.metadata.uid.clone().unwrap_or_default();
     let namespace = rs.namespace();
@@ -674,12 +674,13 @@ async fn reconcile(ctx: &Ctx, key: &str) -> Result<Option<Duration>, SyncError> 
         return Ok(None);
     };
     let now = Timestamp::now();
-    let pods: Vec<Pod> = ctx
-        .pods
-        .state()
+    // Borrowed from the cache: a sync runs on every event of every pod the ReplicaSet owns,
+    // and copying the namespace's pods each time made a scale-up quadratic in copies.
+    let cached = ctx.pods.state();
+    let pods: Vec<&Pod> = cached
         .iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns))
-        .map(|p| p.as_ref().clone())
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
+        .map(Arc::as_ref)
         .collect();
     let selector = match util::label_selector(&rs_selector(&rs)) {
         Ok(s) => s,
@@ -689,7 +690,7 @@ async fn reconcile(ctx: &Ctx, key: &str) -> Result<Option<Duration>, SyncError> 
             return Ok(Some(RESYNC));
         }
     };
-    let claim = claim_pods(&rs, &selector, &pods);
+    let claim = claim_pods(&rs, &selector, pods.iter().copied());
     let mut owned: Vec<&Pod> = claim.owned.clone();
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     if !claim.adopt.is_empty() && can_adopt(ctx, &rs).await {
@@ -703,12 +704,19 @@ async fn reconcile(ctx: &Ctx, key: &str) -> Result<Option<Duration>, SyncError> 
         release(&pod_api, &rs, pod).await?;
     }
 
-    let related = related_pods(ctx, &rs, &pods);
-    let related_refs: Vec<&Pod> = related.iter().collect();
-    let pods_by_name: HashMap<String, &Pod> = pods.iter().map(|p| (p.name_any(), p)).collect();
+    let related_refs = related_pods(ctx, &rs, &pods);
+    let cached_by_name: HashMap<&str, &Arc<Pod>> = cached
+        .iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
+        .filter_map(|p| Some((p.metadata.name.as_deref()?, p)))
+        .collect();
+    let pods_by_name: HashMap<&str, &Pod> = cached_by_name
+        .iter()
+        .map(|(name, p)| (*name, p.as_ref()))
+        .collect();
     let needs_sync = ctx
         .expectations
-        .satisfied(key, |n| pods_by_name.get(n).map(|p| Arc::new((*p).clone())));
+        .satisfied(key, |n| cached_by_name.get(n).map(|p| Arc::clone(p)));
     let mut manage_error = None;
     if needs_sync && rs.metadata.deletion_timestamp.is_none() {
         let change = replica_change(desired_replicas(&rs), &owned, &related_refs, now);
@@ -735,7 +743,7 @@ async fn reconcile(ctx: &Ctx, key: &str) -> Result<Option<Duration>, SyncError> 
 
 /// Active pods of every ReplicaSet controlled by the same owner as `rs` (its siblings in a
 /// Deployment), or of `rs` alone.
-fn related_pods(ctx: &Ctx, rs: &ReplicaSet, pods: &[Pod]) -> Vec<Pod> {
+fn related_pods<'a>(ctx: &Ctx, rs: &ReplicaSet, pods: &[&'a Pod]) -> Vec<&'a Pod> {
     let mut uids: HashSet<String> = rs.uid().into_iter().collect();
     if let Some(owner) = util::controller_of(rs) {
         for sibling in ctx.replicasets.state() {
@@ -747,9 +755,9 @@ fn related_pods(ctx: &Ctx, rs: &ReplicaSet, pods: &[Pod]) -> Vec<Pod> {
         }
     }
     pods.iter()
+        .copied()
         .filter(|p| util::is_pod_active(p))
         .filter(|p| util::controller_of(*p).is_some_and(|o| uids.contains(&o.uid)))
-        .cloned()
         .collect()
 }
 
@@ -818,7 +826,7 @@ async fn manage_replicas(
     rs: &ReplicaSet,
     key: &str,
     change: ReplicaChange,
-    pods_by_name: &HashMap<String, &Pod>,
+    pods_by_name: &HashMap<&str, &Pod>,
 ) -> Option<ManageError> {
     let ns = rs.namespace().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
@@ -878,7 +886,7 @@ async fn manage_replicas(
         ReplicaChange::Delete(names) => {
             let victims: Vec<&Pod> = names
                 .iter()
-                .filter_map(|n| pods_by_name.get(n).copied())
+                .filter_map(|n| pods_by_name.get(n.as_str()).copied())
                 .collect();
             for pod in &victims {
                 ctx.expectations
