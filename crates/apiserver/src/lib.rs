@@ -24,4 +24,4 @@ pub mod tables;
 pub mod tokens;
 pub mod watch;
 
-pub use server::{ApiServer, Config, KUBERNETES_VERSION, ServerError, State};
+pub use server::{ApiServer, Config, KUBERNETES_VERSION, LocalTransport, ServerError, State};

@@ -560,11 +560,13 @@ pub async fn run(options: RunOptions, shutdown: impl Future<Output = ()>) -> Res
     let kubeconfig_text = server.kubeconfig(&context);
     tracing::info!(lab = %options.name, address = %server.local_addr(), "serving the Kubernetes API");
 
+    // The controllers and hollow kubelets live in this process: they reach the server
+    // through its in-process transport, while kubectl uses HTTPS.
+    let client = kube::Client::new(server.local_transport(), "default");
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server_task = tokio::spawn(server.run(async move {
         let _ = server_stopped.await;
     }));
-    let client = client_from_kubeconfig(&kubeconfig_text).await?;
     let mut tasks = vec![
         tokio::spawn(controllers::run(
             client.clone(),
