@@ -88,4 +88,34 @@ impl Selector {
                     .fields
                     .matches(&object_fields(self.group, self.resource, obj)))
     }
+
+    /// What any selector of this resource looks at in `obj`: small enough to keep for many
+    /// objects where the object itself is not.
+    pub fn selectable(&self, obj: &Value) -> Selectable {
+        let labels = obj
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Selectable {
+            labels,
+            fields: object_fields(self.group, self.resource, obj),
+        }
+    }
+
+    /// [`Selector::matches`] on what [`Selector::selectable`] took from the object.
+    pub fn matches_selectable(&self, s: &Selectable) -> bool {
+        self.labels.matches(&s.labels) && (self.fields.is_empty() || self.fields.matches(&s.fields))
+    }
+}
+
+/// An object's labels and selectable fields.
+#[derive(Debug, PartialEq)]
+pub struct Selectable {
+    labels: std::collections::BTreeMap<String, String>,
+    fields: std::collections::BTreeMap<String, String>,
 }

@@ -6,6 +6,7 @@
 //! only when every earlier event has been, so resuming from one never skips a change.
 
 use crate::object;
+use crate::policy::Selectable;
 use crate::rest::Call;
 use crate::tables;
 use apimachinery::ApiError;
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use printers::IncludeObject;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 use store::{EventKind, StoreError};
 use tokio::sync::mpsc;
@@ -273,66 +275,95 @@ impl Selector {
     }
 
     fn matches(&self, value: &Bytes) -> bool {
-        self.inner.is_empty() || self.inner.matches(&parsed(value))
+        self.inner.is_empty()
+            || self
+                .inner
+                .matches_selectable(&selectable(value, &self.inner))
     }
 }
 
-/// How many recently parsed objects [`parsed`] keeps.
-const PARSED_KEPT: usize = 256;
+/// How many objects' [`selectable`] parts are kept.
+const SELECTABLE_KEPT: usize = 4096;
 
-/// `value` parsed, shared by every watch that sees the same event. A pod's change fans out to
-/// the scheduler, the controllers and every kubelet's `spec.nodeName` watch, each testing its
-/// selector against the object before and after; parsing it once per watch was the largest
-/// cost of a pod's life on a busy lab. An entry holds its bytes, so while it is kept no other
-/// buffer can have its address: the same address and length are the same bytes.
-fn parsed(value: &Bytes) -> std::sync::Arc<Value> {
-    use std::collections::VecDeque;
-    use std::sync::{Arc, LazyLock, Mutex};
-    /// Recently parsed objects, oldest first, each with the bytes it was parsed from.
-    type Recent = VecDeque<(Bytes, Arc<Value>)>;
-    static RECENT: LazyLock<Mutex<Recent>> =
-        LazyLock::new(|| Mutex::new(VecDeque::with_capacity(PARSED_KEPT)));
-    let same = |b: &Bytes| b.as_ptr() == value.as_ptr() && b.len() == value.len();
-    if let Some((_, v)) = RECENT
+/// Recently seen objects by buffer (address and length), with their selectable parts and the
+/// buffer itself; `order` is oldest first.
+#[derive(Default)]
+struct RecentSelectables {
+    by_buffer: std::collections::HashMap<(usize, usize), (Bytes, Arc<Selectable>)>,
+    order: std::collections::VecDeque<(usize, usize)>,
+}
+
+/// The labels and selectable fields of the object in `value`, shared by every watch that sees
+/// the same event. A pod's change fans out to the scheduler, the controllers and every
+/// kubelet's `spec.nodeName` watch, each testing its selector against the object before and
+/// after: parsed per watch, that was most of a 100-node lab's CPU. Watches lag one another by
+/// thousands of events on a busy lab, so thousands are kept, as the small selectable parts
+/// rather than whole objects. An entry holds its buffer, so while it is kept no other buffer
+/// can have its address: the same address and length are the same bytes. Every watch of a
+/// buffer watches the same resource, so `selector` only says how to read it.
+fn selectable(value: &Bytes, selector: &crate::policy::Selector) -> Arc<Selectable> {
+    use std::sync::{LazyLock, Mutex};
+    static RECENT: LazyLock<Mutex<RecentSelectables>> = LazyLock::new(Default::default);
+    let id = (value.as_ptr() as usize, value.len());
+    if let Some((_, s)) = RECENT
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .rev()
-        .find(|(b, _)| same(b))
+        .by_buffer
+        .get(&id)
     {
-        return v.clone();
+        return s.clone();
     }
-    let v = Arc::new(object::parse(value));
+    let s = Arc::new(selector.selectable(&object::parse(value)));
     let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
-    if recent.len() >= PARSED_KEPT {
-        recent.pop_front();
+    if recent.by_buffer.contains_key(&id) {
+        return s;
     }
-    recent.push_back((value.clone(), v.clone()));
-    v
+    if recent.order.len() >= SELECTABLE_KEPT
+        && let Some(oldest) = recent.order.pop_front()
+    {
+        recent.by_buffer.remove(&oldest);
+    }
+    recent.order.push_back(id);
+    recent.by_buffer.insert(id, (value.clone(), s.clone()));
+    s
 }
 
 #[cfg(test)]
-mod parsed_tests {
+mod selectable_tests {
     use super::*;
 
     #[test]
-    fn one_parse_per_buffer_and_equal_bytes_elsewhere_parse_alike() {
-        let first = Bytes::from(br#"{"metadata":{"name":"a","labels":{"app":"x"}}}"#.to_vec());
+    fn one_parse_per_buffer_and_equal_bytes_elsewhere_read_alike() {
+        let pods = crate::registry::find("", "v1", "pods").expect("pods");
+        let selector =
+            crate::policy::Selector::parse(pods, Some("app=x"), Some("spec.nodeName=n1")).unwrap();
+        let first = Bytes::from(
+            br#"{"metadata":{"name":"a","labels":{"app":"x"}},"spec":{"nodeName":"n1"}}"#.to_vec(),
+        );
         let shared = first.clone();
-        let a = parsed(&first);
+        let a = selectable(&first, &selector);
         assert!(
-            std::sync::Arc::ptr_eq(&a, &parsed(&shared)),
+            Arc::ptr_eq(&a, &selectable(&shared, &selector)),
             "same buffer, one parse"
         );
+        assert!(selector.matches_selectable(&a));
         let copy = Bytes::from(first.to_vec());
-        let b = parsed(&copy);
-        assert_eq!(*a, *b);
-        let other = Bytes::from(br#"{"metadata":{"name":"b"}}"#.to_vec());
-        assert_eq!(parsed(&other)["metadata"]["name"], "b");
+        assert_eq!(*a, *selectable(&copy, &selector));
+        let other = Bytes::from(br#"{"metadata":{"name":"b","labels":{"app":"x"}}}"#.to_vec());
+        assert!(!selector.matches_selectable(&selectable(&other, &selector)));
         // A kept entry's buffer cannot be reused, so a new buffer is never mistaken for it.
-        for i in 0..PARSED_KEPT * 2 {
-            let v = Bytes::from(format!(r#"{{"metadata":{{"name":"n{i}"}}}}"#).into_bytes());
-            assert_eq!(parsed(&v)["metadata"]["name"], format!("n{i}"));
+        for i in 0..SELECTABLE_KEPT * 2 {
+            let node = if i % 2 == 0 { "n1" } else { "n2" };
+            let v = Bytes::from(
+                format!(
+                    r#"{{"metadata":{{"labels":{{"app":"x"}}}},"spec":{{"nodeName":"{node}"}}}}"#
+                )
+                .into_bytes(),
+            );
+            assert_eq!(
+                selector.matches_selectable(&selectable(&v, &selector)),
+                i % 2 == 0
+            );
         }
     }
 }

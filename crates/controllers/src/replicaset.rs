@@ -61,12 +61,12 @@ pub fn claim_pods<'a>(
     selector: &apimachinery::selectors::LabelSelector,
     pods: impl IntoIterator<Item = &'a Pod>,
 ) -> PodClaim<'a> {
-    let uid = rs.metadata.uid.clone().unwrap_or_default();
-    let namespace = rs.namespace();
+    let uid = rs.metadata.uid.as_deref().unwrap_or_default();
+    let namespace = rs.metadata.namespace.as_deref();
     let rs_deleting = rs.metadata.deletion_timestamp.is_some();
     let mut claim = PodClaim::default();
     for pod in pods {
-        if pod.namespace() != namespace || !util::is_pod_active(pod) {
+        if pod.metadata.namespace.as_deref() != namespace || !util::is_pod_active(pod) {
             continue;
         }
         let matches = selector.matches(pod.labels());

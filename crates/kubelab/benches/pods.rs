@@ -6,7 +6,12 @@
 //!   runs from sending the scale request to the watch event showing it Running with Ready=True
 //!   (so it includes the Deployment and ReplicaSet controllers creating the pod);
 //! - **bare**: N pods created by the benchmark itself from `BENCH_CLIENTS` concurrent client
-//!   tasks; each pod's latency runs from sending its create request to that watch event.
+//!   tasks; each pod's latency runs from sending its create request to that watch event;
+//! - **paced**: the same pods, but created on a fixed schedule of `BENCH_PACED_RATE` pods/s
+//!   (open loop: pod n is due at n / rate, and its latency runs from when it was due, so a
+//!   client that falls behind shows up as latency). The burst cases measure throughput; this
+//!   one measures latency while the lab sustains the rate (as clusterloader2 measures pod
+//!   startup latency at a set creation rate).
 //!
 //! Throughput is N / (last pod Running − first request). The watch is opened (from the
 //! resourceVersion of a list) before the first request, so no event is missed. The stages
@@ -18,7 +23,8 @@
 //! `BENCH_NODES` [10] workers of the first lab, `BENCH_PODS` [1000] pods per case there,
 //! `BENCH_BIG_NODES` [100] workers of the second lab (0 skips it), `BENCH_PODS_PER_NODE` [30]
 //! pods per worker there, `BENCH_CLIENTS` [20] creating tasks, `BENCH_CASE_TIMEOUT` [90]
-//! seconds a case may take, `BENCH_MODES` [deployment,bare]. The lab's state lives in a temporary
+//! seconds a case may take, `BENCH_MODES` [deployment,bare,paced], `BENCH_PACED_RATE` [200]
+//! pods/s of the paced case. The lab's state lives in a temporary
 //! directory (under `BENCH_DIR` if set) and the lab is always brought `down`, also on failure.
 
 mod common;
@@ -41,6 +47,7 @@ struct Settings {
     clients: usize,
     case_timeout: Duration,
     modes: Vec<Mode>,
+    paced_rate: f64,
     dir: Option<PathBuf>,
 }
 
@@ -48,6 +55,7 @@ struct Settings {
 enum Mode {
     Deployment,
     Bare,
+    Paced,
 }
 
 impl Mode {
@@ -55,6 +63,7 @@ impl Mode {
         match self {
             Mode::Deployment => "deployment",
             Mode::Bare => "bare",
+            Mode::Paced => "paced",
         }
     }
 }
@@ -67,10 +76,13 @@ impl Settings {
                 .map(|m| match m.trim() {
                     "deployment" => Ok(Mode::Deployment),
                     "bare" => Ok(Mode::Bare),
-                    other => bail!("BENCH_MODES: unknown mode {other:?} (deployment, bare)"),
+                    "paced" => Ok(Mode::Paced),
+                    other => {
+                        bail!("BENCH_MODES: unknown mode {other:?} (deployment, bare, paced)")
+                    }
                 })
                 .collect::<Result<Vec<_>>>()?,
-            Err(_) => vec![Mode::Deployment, Mode::Bare],
+            Err(_) => vec![Mode::Deployment, Mode::Bare, Mode::Paced],
         };
         let settings = Settings {
             nodes: env_count("BENCH_NODES", 10)? as u32,
@@ -80,6 +92,7 @@ impl Settings {
             clients: env_count("BENCH_CLIENTS", 20)?.max(1),
             case_timeout: Duration::from_secs(env_count("BENCH_CASE_TIMEOUT", 90)? as u64),
             modes,
+            paced_rate: env_count("BENCH_PACED_RATE", 200)?.max(1) as f64,
             dir: std::env::var_os("BENCH_DIR").map(PathBuf::from),
         };
         if settings.nodes == 0 {
@@ -484,7 +497,8 @@ async fn run_case(
             .context("scale the Deployment")?;
             request_phase = start.elapsed();
         }
-        Mode::Bare => {
+        Mode::Bare | Mode::Paced => {
+            let pace = (mode == Mode::Paced).then_some(settings.paced_rate);
             let next = Arc::new(AtomicUsize::new(0));
             let mut tasks = Vec::new();
             for _ in 0..settings.clients {
@@ -504,7 +518,14 @@ async fn run_case(
                         pod["apiVersion"] = json!("v1");
                         pod["kind"] = json!("Pod");
                         pod["metadata"]["name"] = json!(name);
-                        let at = Instant::now();
+                        let at = match pace {
+                            Some(rate) => {
+                                let due = start + Duration::from_secs_f64(n as f64 / rate);
+                                tokio::time::sleep_until(due.into()).await;
+                                due
+                            }
+                            None => Instant::now(),
+                        };
                         let path = format!("/api/v1/namespaces/{namespace}/pods");
                         match api
                             .send(reqwest::Method::POST, &path, JSON, Some(&pod))
@@ -539,7 +560,7 @@ async fn run_case(
 
     let origin = |name: &str| match mode {
         Mode::Deployment => Some(start),
-        Mode::Bare => sent.get(name).copied(),
+        Mode::Bare | Mode::Paced => sent.get(name).copied(),
     };
     let mut latencies = Vec::new();
     let mut to_created = Vec::new();
