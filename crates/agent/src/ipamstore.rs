@@ -9,9 +9,7 @@
 
 use ipam::{Datastore, Kind, StoreError};
 use kube::Client;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams, Preconditions,
-};
+use kube::api::{DeleteParams, GetParams, ListParams, PostParams, Preconditions};
 use serde_json::Value;
 use tokio::runtime::Handle;
 
@@ -31,15 +29,21 @@ impl ApiDatastore {
         ApiDatastore { client, runtime }
     }
 
-    fn api(&self, kind: Kind) -> Api<DynamicObject> {
-        let resource = ApiResource {
-            group: GROUP.into(),
-            version: "v1".into(),
-            api_version: ipam::model::API_VERSION.into(),
-            kind: kind.as_str().into(),
-            plural: kind.plural().into(),
-        };
-        Api::all_with(self.client.clone(), &resource)
+    /// Requests for one kind. Objects travel as JSON values both ways, as the IPAM core keeps
+    /// them: going through `DynamicObject` cost a parse and a serialisation per object, and an
+    /// allocation lists every BlockAffinity of the cluster.
+    fn request(kind: Kind) -> kube::core::Request {
+        kube::core::Request::new(format!("/apis/{GROUP}/v1/{}", kind.plural()))
+    }
+
+    /// Sends `request` on the client's runtime and waits for its JSON answer on this thread.
+    fn send(
+        &self,
+        request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+    ) -> Result<Result<Value, kube::Error>, StoreError> {
+        let request = request.map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let client = self.client.clone();
+        self.block_on(async move { client.request::<Value>(request).await })
     }
 
     /// Runs `f` on the client's runtime and waits for it on this thread. Spawning (rather than
@@ -55,13 +59,8 @@ impl ApiDatastore {
     }
 }
 
-fn to_object(kind: Kind, value: Value) -> Result<DynamicObject, StoreError> {
-    serde_json::from_value(value)
-        .map_err(|e| StoreError::Invalid(format!("{}: {e}", kind.as_str())))
-}
-
-fn to_value(kind: Kind, object: &DynamicObject) -> Result<Value, StoreError> {
-    serde_json::to_value(object).map_err(|e| StoreError::Invalid(format!("{}: {e}", kind.as_str())))
+fn body(kind: Kind, value: &Value) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Invalid(format!("{}: {e}", kind.as_str())))
 }
 
 fn object_name(kind: Kind, value: &Value) -> Result<String, StoreError> {
@@ -110,42 +109,42 @@ enum Conflict {
 
 impl Datastore for ApiDatastore {
     fn get(&self, kind: Kind, name: &str) -> Result<Option<Value>, StoreError> {
-        let api = self.api(kind);
-        let owned = name.to_string();
-        match self.block_on(async move { api.get_opt(&owned).await })? {
-            Ok(Some(o)) => Ok(Some(to_value(kind, &o)?)),
-            Ok(None) => Ok(None),
+        match self.send(Self::request(kind).get(name, &GetParams::default()))? {
+            Ok(o) => Ok(Some(o)),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
             Err(e) => Err(store_error(kind, name, e, Conflict::Stale)),
         }
     }
 
     fn list(&self, kind: Kind) -> Result<Vec<Value>, StoreError> {
-        let api = self.api(kind);
-        let list = self
-            .block_on(async move { api.list(&ListParams::default()).await })?
+        let mut list = self
+            .send(Self::request(kind).list(&ListParams::default()))?
             .map_err(|e| store_error(kind, "", e, Conflict::Stale))?;
-        let mut values = list
-            .items
-            .iter()
-            .map(|o| to_value(kind, o))
-            .collect::<Result<Vec<_>, _>>()?;
-        values.sort_by(|a, b| {
-            let n = |v: &Value| {
-                v.pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            };
-            n(a).cmp(&n(b))
-        });
+        let mut values = match list.get_mut("items").map(Value::take) {
+            Some(Value::Array(items)) => items,
+            Some(Value::Null) | None => Vec::new(),
+            Some(_) => {
+                return Err(StoreError::Invalid(format!(
+                    "{} list: items is not a list",
+                    kind.as_str()
+                )));
+            }
+        };
+        let name = |v: &Value| {
+            v.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        values.sort_by_cached_key(name);
         Ok(values)
     }
 
     fn create(&self, kind: Kind, object: Value) -> Result<Value, StoreError> {
         let name = object_name(kind, &object)?;
-        let object = to_object(kind, object)?;
-        let api = self.api(kind);
-        match self.block_on(async move { api.create(&PostParams::default(), &object).await })? {
-            Ok(o) => to_value(kind, &o),
+        let data = body(kind, &object)?;
+        match self.send(Self::request(kind).create(&PostParams::default(), data))? {
+            Ok(o) => Ok(o),
             Err(e) => Err(store_error(kind, &name, e, Conflict::AlreadyExists)),
         }
     }
@@ -159,19 +158,14 @@ impl Datastore for ApiDatastore {
                 kind.as_str()
             )));
         }
-        let object = to_object(kind, object)?;
-        let api = self.api(kind);
-        let owned = name.clone();
-        match self
-            .block_on(async move { api.replace(&owned, &PostParams::default(), &object).await })?
-        {
-            Ok(o) => to_value(kind, &o),
+        let data = body(kind, &object)?;
+        match self.send(Self::request(kind).replace(&name, &PostParams::default(), data))? {
+            Ok(o) => Ok(o),
             Err(e) => Err(store_error(kind, &name, e, Conflict::Stale)),
         }
     }
 
     fn delete(&self, kind: Kind, name: &str, resource_version: &str) -> Result<(), StoreError> {
-        let api = self.api(kind);
         let params = DeleteParams {
             preconditions: Some(Preconditions {
                 resource_version: Some(resource_version.to_string()),
@@ -179,8 +173,7 @@ impl Datastore for ApiDatastore {
             }),
             ..Default::default()
         };
-        let owned = name.to_string();
-        match self.block_on(async move { api.delete(&owned, &params).await })? {
+        match self.send(Self::request(kind).delete(name, &params))? {
             Ok(_) => Ok(()),
             Err(e) => Err(store_error(kind, name, e, Conflict::Stale)),
         }
