@@ -282,20 +282,16 @@ pub fn decode_body(content_type: &str, body: &[u8], kind: &str) -> Result<Value,
     // Upstream reads apiVersion and kind into Go strings first: any other type (null aside)
     // fails there, before the object is looked at.
     for field in ["apiVersion", "kind"] {
-        match &v[field] {
-            Value::Null | Value::String(_) => {}
-            other => {
-                let found = match other {
-                    Value::Bool(_) => "bool",
-                    Value::Number(_) => "number",
-                    Value::Array(_) => "array",
-                    _ => "object",
-                };
-                return Err(unrecognized(&format!(
-                    "json: cannot unmarshal {found} into Go struct field .{field} of type string"
-                )));
-            }
-        }
+        let found = match &v[field] {
+            Value::Null | Value::String(_) => continue,
+            Value::Bool(_) => "bool",
+            Value::Number(_) => "number",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        return Err(unrecognized(&format!(
+            "json: cannot unmarshal {found} into Go struct field .{field} of type string"
+        )));
     }
     Ok(v)
 }

@@ -677,11 +677,11 @@ async fn reconcile(ctx: &Ctx, key: &str) -> Result<Option<Duration>, SyncError> 
     // Borrowed from the cache: a sync runs on every event of every pod the ReplicaSet owns,
     // and copying the namespace's pods each time made a scale-up quadratic in copies.
     let cached = ctx.pods.state();
-    let pods: Vec<&Pod> = cached
+    let in_namespace: Vec<&Arc<Pod>> = cached
         .iter()
         .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
-        .map(Arc::as_ref)
         .collect();
+    let pods: Vec<&Pod> = in_namespace.iter().map(|p| p.as_ref()).collect();
     let selector = match util::label_selector(&rs_selector(&rs)) {
         Ok(s) => s,
         Err(e) => {
@@ -705,18 +705,13 @@ async fn reconcile(ctx: &Ctx, key: &str) -> Result<Option<Duration>, SyncError> 
     }
 
     let related_refs = related_pods(ctx, &rs, &pods);
-    let cached_by_name: HashMap<&str, &Arc<Pod>> = cached
+    let pods_by_name: HashMap<&str, &Arc<Pod>> = in_namespace
         .iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
-        .filter_map(|p| Some((p.metadata.name.as_deref()?, p)))
-        .collect();
-    let pods_by_name: HashMap<&str, &Pod> = cached_by_name
-        .iter()
-        .map(|(name, p)| (*name, p.as_ref()))
+        .filter_map(|p| Some((p.metadata.name.as_deref()?, *p)))
         .collect();
     let needs_sync = ctx
         .expectations
-        .satisfied(key, |n| cached_by_name.get(n).map(|p| Arc::clone(p)));
+        .satisfied(key, |n| pods_by_name.get(n).map(|p| Arc::clone(p)));
     let mut manage_error = None;
     if needs_sync && rs.metadata.deletion_timestamp.is_none() {
         let change = replica_change(desired_replicas(&rs), &owned, &related_refs, now);
@@ -826,7 +821,7 @@ async fn manage_replicas(
     rs: &ReplicaSet,
     key: &str,
     change: ReplicaChange,
-    pods_by_name: &HashMap<&str, &Pod>,
+    pods_by_name: &HashMap<&str, &Arc<Pod>>,
 ) -> Option<ManageError> {
     let ns = rs.namespace().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
@@ -886,7 +881,7 @@ async fn manage_replicas(
         ReplicaChange::Delete(names) => {
             let victims: Vec<&Pod> = names
                 .iter()
-                .filter_map(|n| pods_by_name.get(n.as_str()).copied())
+                .filter_map(|n| pods_by_name.get(n.as_str()).map(|p| p.as_ref()))
                 .collect();
             for pod in &victims {
                 ctx.expectations
