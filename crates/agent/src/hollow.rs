@@ -83,7 +83,7 @@ impl HollowNodeConfig {
                 kubelet_port: 0,
             },
             heartbeat: HeartbeatConfig::default(),
-            address_sweep_interval: Duration::from_secs(15),
+            address_sweep_interval: crate::kubelet::ADDRESS_SWEEP_INTERVAL,
         }
     }
 }

@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -133,6 +133,10 @@ pub enum KubeletError {
     NoAddress(String),
 }
 
+/// How often a node looks for addresses of pods that vanished while it was not watching (a
+/// restart); pods removed while it watches are released as their Delete event arrives.
+pub const ADDRESS_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
 /// One node's pod lifecycle.
 pub struct Kubelet<R> {
     client: Client,
@@ -148,6 +152,9 @@ pub struct Kubelet<R> {
     started: Mutex<HashSet<String>>,
     /// Image pull back-off per pod uid: failed attempts and when to try again.
     pull_backoff: Mutex<HashMap<String, (u32, tokio::time::Instant)>>,
+    /// Pod uids [`Kubelet::terminate`] has stopped and released: their Delete events need
+    /// nothing more.
+    terminated: Mutex<HashSet<String>>,
 }
 
 /// The address handle of a pod: one per pod instance (uid), so a re-created pod of the same
@@ -206,6 +213,7 @@ impl<R: ContainerRuntime> Kubelet<R> {
             recorder,
             started: Mutex::new(HashSet::new()),
             pull_backoff: Mutex::new(HashMap::new()),
+            terminated: Mutex::new(HashSet::new()),
         }
     }
 
@@ -216,8 +224,28 @@ impl<R: ContainerRuntime> Kubelet<R> {
         }
         let pods: Api<Pod> = Api::all(self.client.clone());
         let selector = format!("spec.nodeName={}", self.config.node_name);
-        let controller = Controller::new(pods, watcher::Config::default().fields(&selector));
+        let (cache, cache_writer) = reflector::store();
+        // A pod removed from the API without going through `terminate` (`--force`, or a
+        // node-lifecycle force delete) is stopped and released at once, as the kubelet's
+        // HandlePodRemoves does; the controller itself never sees objects that are gone.
+        let (removed_tx, mut removed_rx) = tokio::sync::mpsc::unbounded_channel::<Pod>();
+        let events = watcher(pods, watcher::Config::default().fields(&selector))
+            .default_backoff()
+            .reflect(cache_writer)
+            .inspect(move |event| {
+                if let Ok(watcher::Event::Delete(pod)) = event {
+                    let _ = removed_tx.send(pod.clone());
+                }
+            })
+            .applied_objects();
+        let controller = Controller::for_stream(events, cache);
         let sweeper = tokio::spawn(self.clone().sweep_addresses());
+        let kubelet = self.clone();
+        let removals = tokio::spawn(async move {
+            while let Some(pod) = removed_rx.recv().await {
+                kubelet.pod_removed(&pod).await;
+            }
+        });
         controller
             .run(
                 |pod, kubelet: Arc<Kubelet<R>>| async move { kubelet.reconcile(pod).await },
@@ -230,6 +258,37 @@ impl<R: ContainerRuntime> Kubelet<R> {
             .for_each(|_| async {})
             .await;
         sweeper.abort();
+        removals.abort();
+    }
+
+    /// The pod is gone from the API: stop what runs of it and free its addresses, unless
+    /// `terminate` already did.
+    async fn pod_removed(&self, pod: &Pod) {
+        let uid = pod.uid().unwrap_or_default();
+        if self
+            .terminated
+            .lock()
+            .map(|mut t| t.remove(&uid))
+            .unwrap_or(false)
+        {
+            return;
+        }
+        if let Err(e) = self.runtime.stop_pod(pod).await {
+            tracing::warn!(node = %self.config.node_name, pod = %pod.name_any(), error = %e, "stopping a removed pod");
+        }
+        match self.release_addresses(&uid).await {
+            Ok(released) if released > 0 => {
+                tracing::info!(node = %self.config.node_name, pod = %pod.name_any(), released, "released the addresses of a removed pod")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // The periodic sweep will find them.
+                tracing::warn!(node = %self.config.node_name, pod = %pod.name_any(), error = %e, "releasing a removed pod's addresses")
+            }
+        }
+        if let Ok(mut s) = self.started.lock() {
+            s.remove(&uid);
+        }
     }
 
     /// Calico in IPIP mode gives each node's tunl0 the first address of its first block
@@ -547,6 +606,9 @@ impl<R: ContainerRuntime> Kubelet<R> {
         }
         self.runtime.stop_pod(pod).await?;
         self.release_addresses(&uid).await?;
+        if let Ok(mut t) = self.terminated.lock() {
+            t.insert(uid.clone());
+        }
         let api: Api<Pod> =
             Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
         let params = DeleteParams {
@@ -561,7 +623,12 @@ impl<R: ContainerRuntime> Kubelet<R> {
             Ok(_) => {}
             // Gone already, or a new pod of that name: either way this one is done.
             Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                if let Ok(mut t) = self.terminated.lock() {
+                    t.remove(&uid);
+                }
+                return Err(e.into());
+            }
         }
         if let Ok(mut s) = self.started.lock() {
             s.remove(&uid);
@@ -619,8 +686,18 @@ impl<R: ContainerRuntime> Kubelet<R> {
 
     /// Frees addresses whose pod no longer exists (deleted with `--force`, or while the
     /// kubelet was down), as Calico's IPAM garbage collection does.
+    /// Each node sweeps at its own phase of the period (from a hash of its name): a sweep
+    /// lists every block of the cluster, and a hundred nodes sweeping in the same instant
+    /// stalled the API server for seconds.
     async fn sweep_addresses(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(self.config.address_sweep_interval);
+        let period = self.config.address_sweep_interval;
+        let phase = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            self.config.node_name.hash(&mut h);
+            period.mul_f64((h.finish() % 1000) as f64 / 1000.0)
+        };
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
         loop {
             tick.tick().await;
             if let Err(e) = self.sweep_once().await {

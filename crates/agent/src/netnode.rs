@@ -198,7 +198,7 @@ pub async fn run(client: Client, config: AgentConfig) -> Result<(), AgentError> 
         KubeletConfig {
             node_name: config.node.clone(),
             host_ip: IpAddr::V4(config.node_ip),
-            address_sweep_interval: Duration::from_secs(15),
+            address_sweep_interval: crate::kubelet::ADDRESS_SWEEP_INTERVAL,
             tunnel: None,
         },
         runtime,

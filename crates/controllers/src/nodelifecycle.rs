@@ -15,8 +15,9 @@
 //!
 //! Pure core: [`node_health`], [`unknown_conditions`], [`desired_taints`],
 //! [`eviction_deadline`], [`pods_to_mark_not_ready`]. The loop re-evaluates every node once a
-//! second from reflector caches; it writes with resourceVersion preconditions, so a write that
-//! raced a kubelet fails with 409 and is redone from fresher state next second.
+//! second from reflector caches, and a node's taints also as soon as the node changes; it
+//! writes with resourceVersion preconditions, so a write that raced a kubelet fails with 409
+//! and is redone from fresher state.
 //!
 //! Deviations from upstream: no per-zone eviction rate limiting or disruption modes (every
 //! node is tainted at once); the orphan pass confirms a node's absence with a GET instead of a
@@ -398,6 +399,14 @@ pub async fn run(client: Client, config: Config) {
     let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .reflect(pods_writer);
+    // Node changes also drive an immediate taint pass (upstream's event-driven NoSchedule
+    // tainting), so a node that turns Ready is schedulable at once, not at the next resync.
+    let (changed_tx, changed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let node_events = node_events.inspect(move |event| {
+        if let Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node)) = event {
+            let _ = changed_tx.send(node.name_any());
+        }
+    });
     let controller = Controller {
         nodes_api: Api::all(client.clone()),
         node_events: Recorder::new(client.clone(), "node-controller", None),
@@ -413,7 +422,7 @@ pub async fn run(client: Client, config: Config) {
         drain(node_events, "nodes"),
         drain(lease_events, "leases"),
         drain(pod_events, "pods"),
-        controller.run()
+        controller.run(changed_rx)
     );
 }
 
@@ -471,7 +480,7 @@ struct Controller {
 }
 
 impl Controller {
-    async fn run(mut self) {
+    async fn run(mut self, mut changed: tokio::sync::mpsc::UnboundedReceiver<String>) {
         for (what, ready) in [
             ("nodes", self.nodes.wait_until_ready().await),
             ("leases", self.leases.wait_until_ready().await),
@@ -486,9 +495,70 @@ impl Controller {
         let mut ticks = tokio::time::interval(RESYNC);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticks.tick().await;
-            self.sync(watching_since).await;
-            self.memory.forget_old();
+            tokio::select! {
+                _ = ticks.tick() => {
+                    self.sync(watching_since).await;
+                    self.memory.forget_old();
+                }
+                Some(name) = changed.recv() => {
+                    let mut names = HashSet::from([name]);
+                    while let Ok(name) = changed.try_recv() {
+                        names.insert(name);
+                    }
+                    for name in names {
+                        if let Some(node) = self.nodes.get(&ObjectRef::new(&name)) {
+                            let health = self.health(&node, Timestamp::now(), watching_since);
+                            self.update_taints(&node, health, Timestamp::now()).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn health(&self, node: &Node, now: Timestamp, watching_since: Timestamp) -> Health {
+        let lease = self
+            .leases
+            .get(&ObjectRef::new(&node.name_any()).within(LEASE_NAMESPACE));
+        node_health(
+            node,
+            lease.as_deref(),
+            now,
+            self.config.node_monitor_grace_period,
+            watching_since,
+        )
+    }
+
+    /// Writes the taints the node's health calls for, if they differ; returns the node's
+    /// taints as they now stand.
+    async fn update_taints(&mut self, node: &Node, health: Health, now: Timestamp) -> Vec<Taint> {
+        let name = node.name_any();
+        let current = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default();
+        let taints = desired_taints(node, health, now);
+        if taints == current {
+            return current;
+        }
+        let patch = json!({
+            "metadata": {"resourceVersion": node.resource_version()},
+            "spec": {"taints": if taints.is_empty() { None } else { Some(&taints) }},
+        });
+        match self
+            .nodes_api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(updated) => {
+                tracing::info!(node = %name, ?health, "node taints updated");
+                updated.spec.and_then(|s| s.taints).unwrap_or_default()
+            }
+            Err(e) => {
+                tracing::debug!(node = %name, error = %e, "could not update node taints");
+                current
+            }
         }
     }
 
@@ -541,16 +611,7 @@ impl Controller {
                 )
                 .await;
         }
-        let lease = self
-            .leases
-            .get(&ObjectRef::new(&name).within(LEASE_NAMESPACE));
-        let health = node_health(
-            &node,
-            lease.as_deref(),
-            now,
-            self.config.node_monitor_grace_period,
-            watching_since,
-        );
+        let health = self.health(&node, now, watching_since);
         let mut node = node;
         if health == Health::Unknown
             && let Some(conditions) = unknown_conditions(&node, now)
@@ -581,32 +642,7 @@ impl Controller {
                 }
             }
         }
-        let current = node
-            .spec
-            .as_ref()
-            .and_then(|s| s.taints.clone())
-            .unwrap_or_default();
-        let mut taints = desired_taints(&node, health, now);
-        if taints != current {
-            let patch = json!({
-                "metadata": {"resourceVersion": node.resource_version()},
-                "spec": {"taints": if taints.is_empty() { None } else { Some(&taints) }},
-            });
-            match self
-                .nodes_api
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(updated) => {
-                    tracing::info!(node = %name, ?health, "node taints updated");
-                    taints = updated.spec.and_then(|s| s.taints).unwrap_or_default();
-                }
-                Err(e) => {
-                    tracing::debug!(node = %name, error = %e, "could not update node taints");
-                    taints = current;
-                }
-            }
-        }
+        let taints = self.update_taints(&node, health, now).await;
         if matches!(health, Health::NotReady | Health::Unknown) {
             self.mark_pods_not_ready(&node, pods, now).await;
         }

@@ -24,7 +24,8 @@
 //! `BENCH_BIG_NODES` [100] workers of the second lab (0 skips it), `BENCH_PODS_PER_NODE` [30]
 //! pods per worker there, `BENCH_CLIENTS` [20] creating tasks, `BENCH_CASE_TIMEOUT` [90]
 //! seconds a case may take, `BENCH_MODES` [deployment,bare,paced], `BENCH_PACED_RATE` [200]
-//! pods/s of the paced case. The lab's state lives in a temporary
+//! pods/s of the paced case; `BENCH_TIMELINE` prints each case's latencies per second,
+//! `BENCH_KEEP_LOGS=DIR` copies each lab's log there. The lab's state lives in a temporary
 //! directory (under `BENCH_DIR` if set) and the lab is always brought `down`, also on failure.
 
 mod common;
@@ -224,6 +225,10 @@ impl Lab {
 
     fn down(&mut self) -> Result<()> {
         self.down_done = true;
+        if let Some(dir) = std::env::var_os("BENCH_KEEP_LOGS") {
+            let log = Lab::state_dir(self.root.path(), &self.name).join("lab.log");
+            let _ = std::fs::copy(log, PathBuf::from(dir).join(format!("{}.log", self.name)));
+        }
         let out = Lab::kubelab(self.root.path(), &["down", "--name", &self.name])?;
         if !out.status.success() {
             bail!(
@@ -268,6 +273,49 @@ struct Seen {
     created: Option<Instant>,
     scheduled: Option<Instant>,
     running: Option<Instant>,
+}
+
+/// `BENCH_TIMELINE`: per second of origin (due time), how many pods, and their p50 / max
+/// latency to scheduled and to Running, to see when slow pods happen.
+fn print_timeline(
+    seen: &HashMap<String, Seen>,
+    origin: impl Fn(&str) -> Option<Instant>,
+    start: Instant,
+) {
+    type Bucket = (Vec<Duration>, Vec<Duration>, Vec<Duration>);
+    let mut buckets: std::collections::BTreeMap<u64, Bucket> = Default::default();
+    for (name, s) in seen {
+        let Some(origin) = origin(name) else { continue };
+        let second = origin.saturating_duration_since(start).as_secs();
+        let bucket = buckets.entry(second).or_default();
+        if let Some(t) = s.created {
+            bucket.2.push(t.saturating_duration_since(origin));
+        }
+        if let Some(t) = s.scheduled {
+            bucket.0.push(t.saturating_duration_since(origin));
+        }
+        if let Some(t) = s.running {
+            bucket.1.push(t.saturating_duration_since(origin));
+        }
+    }
+    let ms = |d: &[Duration], q: f64| {
+        d.get(((d.len() as f64 - 1.0) * q) as usize)
+            .map_or(0, |d| d.as_millis())
+    };
+    for (second, (mut scheduled, mut running, mut created)) in buckets {
+        scheduled.sort();
+        running.sort();
+        created.sort();
+        println!(
+            "    t={second:>3}s pods {:>4} created max {:>5} ms scheduled p50/max {:>5}/{:>5} ms running p50/max {:>5}/{:>5} ms",
+            running.len(),
+            ms(&created, 1.0),
+            ms(&scheduled, 0.5),
+            ms(&scheduled, 1.0),
+            ms(&running, 0.5),
+            ms(&running, 1.0),
+        );
+    }
 }
 
 /// Opens a watch on the namespace's pods from `resource_version` and records, per pod name,
@@ -562,6 +610,9 @@ async fn run_case(
         Mode::Deployment => Some(start),
         Mode::Bare | Mode::Paced => sent.get(name).copied(),
     };
+    if std::env::var_os("BENCH_TIMELINE").is_some() {
+        print_timeline(&seen, origin, start);
+    }
     let mut latencies = Vec::new();
     let mut to_created = Vec::new();
     let mut to_scheduled = Vec::new();

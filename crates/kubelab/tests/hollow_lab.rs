@@ -520,8 +520,8 @@ fn standalone_kubeconfig_and_down_of_a_stopped_lab() {
         "{ips:?}"
     );
 
-    // A pod deleted behind the kubelet's back (--force) still gets its address back, from the
-    // kubelet's periodic sweep.
+    // A pod deleted behind the kubelet's back (--force) still gets its address back: the
+    // kubelet releases it when the Delete event arrives.
     let kubectl_file = |args: &[&str]| {
         let mut c = Command::new("kubectl");
         lab.env(&mut c);

@@ -453,7 +453,10 @@ pub async fn client_from_kubeconfig(text: &str) -> Result<kube::Client, LabError
     kube::Client::try_from(config).map_err(|e| LabError::Client(e.to_string()))
 }
 
-/// Names of the nodes whose Ready condition is True.
+/// Names of the nodes whose Ready condition is True and that no longer carry the
+/// `node.kubernetes.io/not-ready` or `unreachable` taint: the node lifecycle controller lifts
+/// it just after the kubelet reports Ready, and until then the scheduler would turn pods away
+/// (with a FailedScheduling event and a 1 s backoff) from a lab that `up` called ready.
 async fn ready_nodes(client: &kube::Client) -> Result<Vec<String>, kube::Error> {
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
     let list = nodes.list(&Default::default()).await?;
@@ -465,6 +468,17 @@ async fn ready_nodes(client: &kube::Client) -> Result<Vec<String>, kube::Error> 
                 .as_ref()
                 .and_then(|s| s.conditions.as_ref())
                 .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .filter(|n| {
+            !n.spec
+                .as_ref()
+                .and_then(|s| s.taints.as_ref())
+                .is_some_and(|ts| {
+                    ts.iter().any(|t| {
+                        t.key == "node.kubernetes.io/not-ready"
+                            || t.key == "node.kubernetes.io/unreachable"
+                    })
+                })
         })
         .filter_map(|n| n.metadata.name)
         .collect())
