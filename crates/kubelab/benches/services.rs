@@ -35,7 +35,8 @@
 //! `BENCH_SVC_SIZES` [1,100,1000], `BENCH_SVC_CHANGES` [30], `BENCH_SVC_FULL` [10000; 0 skips],
 //! `BENCH_CLIENTS` [16], `BENCH_WRK_RUNS` [3], `BENCH_WRK_SECS` [5], `BENCH_TCP_TIMESTAMPS`
 //! [unset: the lab's own setting], `BENCH_CASE_TIMEOUT` [300] seconds, `BENCH_SECTIONS`
-//! [latency,full,wrk], `BENCH_DIR` parent of the temporary state directories. Labs are named
+//! [latency,full,wrk], `BENCH_DIR` parent of the temporary state directories, `BENCH_KEEP_LOGS=DIR`
+//! copies each lab's logs to `DIR/<lab>/` before it goes down. Labs are named
 //! `bench-<pid>-svc…` and brought `down` on drop, also on failure and Ctrl-C.
 
 mod common;
@@ -479,16 +480,11 @@ fn has_child(parent: u32, comm: &str) -> bool {
         })
 }
 
-/// The handle of table `ip kube-proxy` in `netns`, if it exists.
-fn table_handle(netns: &str) -> Result<Option<u64>> {
-    let text = nft_in(netns, &["-j", "list", "tables", "ip"])?;
-    let doc: Value = serde_json::from_str(&text).context("nft -j list tables")?;
-    Ok(doc["nftables"].as_array().and_then(|items| {
-        items.iter().find_map(|item| {
-            let t = &item["table"];
-            (t["name"] == "kube-proxy").then(|| t["handle"].as_u64())?
-        })
-    }))
+/// The handle of table `ip kube-proxy` in the namespace, if it exists: one netlink GETTABLE
+/// (`nft list tables` would dump all 160,000 rules of a 10,000-Service table first, seconds of
+/// kernel time that slowed the very agent being measured and delayed each poll).
+fn table_handle(nft: &proxy::Nft) -> Result<Option<u64>> {
+    nft.table_handle().context("GETTABLE ip kube-proxy")
 }
 
 /// The ClusterIPs with an element in `service-ips` in `netns` (empty when there is no table).
@@ -796,7 +792,9 @@ async fn full_lab(settings: &Settings, lines: &mut Vec<String>) -> Result<()> {
     if argv.get(1).map(String::as_str) != Some("agent") || !lab.processes().contains(&old_pid) {
         bail!("pid {old_pid} is not this lab's agent: {argv:?}");
     }
-    let old_handle = table_handle(&netns)?;
+    let handle_query = proxy::Nft::in_netns(&PathBuf::from("/run/netns").join(&netns))
+        .context("open the node's namespace")?;
+    let old_handle = table_handle(&handle_query)?;
     // When the new agent's `nft -f` starts, watched apart from the table: `nft list` waits
     // while a big transaction is being committed.
     let watching = Arc::new(AtomicBool::new(true));
@@ -845,7 +843,7 @@ async fn full_lab(settings: &Settings, lines: &mut Vec<String>) -> Result<()> {
         if let Some(agent) = lab.pids().get(&role).copied().flatten() {
             agents.insert(agent);
         }
-        let handle = table_handle(&netns)?;
+        let handle = table_handle(&handle_query)?;
         if handle.is_some() && handle != old_handle {
             let t = Instant::now();
             replaced.get_or_insert(t);
@@ -863,7 +861,7 @@ async fn full_lab(settings: &Settings, lines: &mut Vec<String>) -> Result<()> {
     let nft_started = nft_watch.join().ok().flatten();
     let line = match replaced {
         Some(t) if held == want.len() => format!(
-            "{node}'s agent SIGKILLed and restarted by lab-run after {}; from the restart until its table was replaced holding all {made} Services: **{}** (kill → full table {}; {}; table handle polled every 10 ms, processes every 5 ms)",
+            "{node}'s agent SIGKILLed and restarted by lab-run after {}; from the restart until its table was replaced holding all {made} Services: **{}** (kill → full table {}; {}; table handle asked over netlink every 10 ms, processes watched every 5 ms)",
             secs(restarted.saturating_duration_since(killed)),
             secs(t.saturating_duration_since(restarted)),
             secs(t.saturating_duration_since(killed)),

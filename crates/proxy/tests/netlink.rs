@@ -187,6 +187,34 @@ fn a_refused_batch_changes_nothing_and_says_why() {
     assert_ne!(listed(&pair.by_netlink), before);
 }
 
+/// The handle that `nft -j list table` shows for `ip kube-proxy`.
+fn listed_handle(nft: &Nft) -> Option<u64> {
+    let doc: Value = serde_json::from_str(&nft.list_table_json().ok()?).expect("json");
+    doc["nftables"].as_array()?.iter().find_map(|item| {
+        let t = &item["table"];
+        (t["name"] == "kube-proxy").then(|| t["handle"].as_u64())?
+    })
+}
+
+#[test]
+fn table_handle_asks_the_kernel_for_the_one_table() {
+    let pair = pair("handle");
+    let nft = &pair.by_netlink;
+    assert_eq!(nft.table_handle().expect("query"), None, "no table yet");
+    let ruleset = Ruleset::render(&course_state(common::config()));
+    send_full(nft, &ruleset);
+    let first = nft.table_handle().expect("query");
+    assert!(first.is_some());
+    assert_eq!(first, listed_handle(nft));
+    // A full load replaces the table: a new handle, the one nft lists.
+    send_full(nft, &ruleset);
+    let second = nft.table_handle().expect("query");
+    assert_ne!(second, first);
+    assert_eq!(second, listed_handle(nft));
+    nft.delete_table().expect("delete");
+    assert_eq!(nft.table_handle().expect("query"), None, "deleted");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 

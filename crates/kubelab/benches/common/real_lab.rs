@@ -154,9 +154,26 @@ impl Lab {
         all
     }
 
+    /// `BENCH_KEEP_LOGS=DIR`: copies the lab's logs to `DIR/<lab name>/` before they go.
+    fn keep_logs(&self) {
+        let Some(dir) = std::env::var_os("BENCH_KEEP_LOGS") else {
+            return;
+        };
+        let to = PathBuf::from(dir).join(&self.name);
+        let _ = std::fs::create_dir_all(&to);
+        let from = self.state_dir();
+        let _ = std::fs::copy(from.join("lab.log"), to.join("lab.log"));
+        if let Ok(entries) = std::fs::read_dir(from.join("logs")) {
+            for e in entries.flatten() {
+                let _ = std::fs::copy(e.path(), to.join(e.file_name()));
+            }
+        }
+    }
+
     /// Runs `kubelab down` and returns how long it took.
     pub fn down(&mut self) -> Result<Duration> {
         self.down_done = true;
+        self.keep_logs();
         let start = Instant::now();
         let out = Lab::kubelab(self.root.path(), &["down", "--name", &self.name])?;
         let took = start.elapsed();
@@ -183,6 +200,7 @@ impl Drop for Lab {
         if self.down_done {
             return;
         }
+        self.keep_logs();
         let _ = Lab::kubelab(self.root.path(), &["down", "--name", &self.name]);
         if self.pid != 0 {
             // Last resort: our own lab-run only (stop checks the pid's command line); lab-run
