@@ -245,14 +245,19 @@ fn routes_stay_exact_under_pod_churn() {
     let (clean, report) = lab.routes_check();
     assert!(clean, "routes --check with 100 pods: {report}");
 
-    // Delete in a scrambled order, in a few batches.
+    // Delete in a scrambled order, in a few batches; the last one with --force, so the
+    // agents learn of those pods only from their Delete events.
     let mut names: Vec<String> = pods.iter().map(|p| p.0.clone()).collect();
     names.sort_by_key(|n| {
         let i: u64 = n.trim_start_matches("churn-").parse().unwrap_or(0);
         (i * 7919) % 101
     });
-    for chunk in names.chunks(25) {
+    let batches = names.chunks(25).count();
+    for (i, chunk) in names.chunks(25).enumerate() {
         let mut args = vec!["delete", "pod", "--wait=false"];
+        if i + 1 == batches {
+            args.extend(["--force", "--grace-period=0"]);
+        }
         args.extend(chunk.iter().map(String::as_str));
         lab.kubectl_ok(&args);
     }
