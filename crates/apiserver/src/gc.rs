@@ -151,35 +151,65 @@ async fn run_once(state: &State) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut resync = tokio::time::interval(Duration::from_secs(30));
     loop {
-        for uid in std::mem::take(&mut dirty) {
-            examine(state, &index, &uid).await;
+        while let Some(uid) = dirty.pop_first() {
+            if examine(state, &index, &uid).await == Examined::MoreToDo {
+                dirty.insert(uid);
+            }
+            // Keep reading while working through a burst: deleting a namespace of thousands of
+            // pods queues more events than the store buffers for a watcher that stops reading,
+            // and the store drops such a watcher (a restart and a full re-list).
+            observe_queued(&mut watcher, &mut index, &mut dirty).await?;
         }
         tokio::select! {
             ev = watcher.next() => {
                 let Some(ev) = ev else { return Err("store watch ended".into()) };
-                let value = match ev.kind {
-                    store::EventKind::Deleted => None,
-                    _ => Some(object::parse_metadata(&ev.value)),
-                };
-                dirty.extend(index.observe(&ev.key, value.as_ref()));
+                observe_event(&mut index, &mut dirty, &ev);
                 // Take whatever else is already queued before acting, so bursts batch up.
-                while let Ok(Some(ev)) = tokio::time::timeout(Duration::ZERO, watcher.next()).await {
-                    let value = match ev.kind {
-                        store::EventKind::Deleted => None,
-                        _ => Some(object::parse_metadata(&ev.value)),
-                    };
-                    dirty.extend(index.observe(&ev.key, value.as_ref()));
-                }
+                observe_queued(&mut watcher, &mut index, &mut dirty).await?;
             }
             _ = resync.tick() => dirty.extend(index.nodes.keys().cloned()),
         }
     }
 }
 
+fn observe_event(index: &mut Index, dirty: &mut BTreeSet<String>, ev: &store::Event) {
+    let value = match ev.kind {
+        store::EventKind::Deleted => None,
+        _ => Some(object::parse_metadata(&ev.value)),
+    };
+    dirty.extend(index.observe(&ev.key, value.as_ref()));
+}
+
+/// Observes every event already waiting, without waiting for more.
+async fn observe_queued(
+    watcher: &mut store::Watcher,
+    index: &mut Index,
+    dirty: &mut BTreeSet<String>,
+) -> Result<(), String> {
+    loop {
+        match tokio::time::timeout(Duration::ZERO, watcher.next()).await {
+            Ok(Some(ev)) => observe_event(index, dirty, &ev),
+            Ok(None) => return Err("store watch ended".into()),
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
+/// Deletions one examination sends at most, so that the loop reads its watch in between (a
+/// namespace of thousands of pods would otherwise overflow the watch's buffer).
+const DELETIONS_PER_EXAMINATION: usize = 100;
+
+#[derive(Debug, PartialEq, Eq)]
+enum Examined {
+    Done,
+    /// Stopped after [`DELETIONS_PER_EXAMINATION`]: examine again once the watch is read.
+    MoreToDo,
+}
+
 /// Looks at one object and does what the collector owes it.
-async fn examine(state: &State, index: &Index, uid: &str) {
+async fn examine(state: &State, index: &Index, uid: &str) -> Examined {
     let Some(node) = index.nodes.get(uid) else {
-        return;
+        return Examined::Done;
     };
     // Dangling owner references.
     if !node.owners.is_empty() && !node.deleting {
@@ -189,8 +219,8 @@ async fn examine(state: &State, index: &Index, uid: &str) {
             .filter(|o| index.nodes.contains_key(*o))
             .collect();
         if live.is_empty() {
-            delete(state, &node.key, None).await;
-            return;
+            let _ = delete(state, &node.key, None).await;
+            return Examined::Done;
         }
         if live.len() < node.owners.len() {
             let gone: HashSet<String> = node
@@ -214,7 +244,9 @@ async fn examine(state: &State, index: &Index, uid: &str) {
             if deps.is_empty() {
                 remove_finalizer(state, &node.key, "foregroundDeletion").await;
             } else {
-                for d in deps.iter().filter(|d| !d.deleting) {
+                let mut pending = deps.iter().filter(|d| !d.deleting);
+                let mut deleted = false;
+                for d in pending.by_ref().take(DELETIONS_PER_EXAMINATION) {
                     let has_own = index
                         .dependents
                         .get(
@@ -225,7 +257,10 @@ async fn examine(state: &State, index: &Index, uid: &str) {
                                 .unwrap_or(""),
                         )
                         .is_some_and(|s| !s.is_empty());
-                    delete(state, &d.key, has_own.then_some("Foreground")).await;
+                    deleted |= delete(state, &d.key, has_own.then_some("Foreground")).await;
+                }
+                if deleted && pending.next().is_some() {
+                    return Examined::MoreToDo;
                 }
             }
         }
@@ -247,24 +282,36 @@ async fn examine(state: &State, index: &Index, uid: &str) {
             if members.is_empty() {
                 finalize_namespace(state, &node.key).await;
             } else {
-                for m in members.iter().filter(|m| !m.deleting) {
-                    delete(state, &m.key, None).await;
+                let mut pending = members.iter().filter(|m| !m.deleting);
+                let mut deleted = false;
+                for m in pending.by_ref().take(DELETIONS_PER_EXAMINATION) {
+                    deleted |= delete(state, &m.key, None).await;
+                }
+                // When nothing could be deleted, wait for the next event or resync instead.
+                if deleted && pending.next().is_some() {
+                    return Examined::MoreToDo;
                 }
             }
         }
     }
+    Examined::Done
 }
 
-async fn delete(state: &State, key: &str, propagation: Option<&str>) {
-    let Some(info) = info_of_key(key) else { return };
+/// Deletes the object; false if that failed (other than by its being gone already).
+async fn delete(state: &State, key: &str, propagation: Option<&str>) -> bool {
+    let Some(info) = info_of_key(key) else {
+        return false;
+    };
     let opts = DeleteOptions {
         propagation: propagation.map(str::to_string),
         ..Default::default()
     };
-    if let Err(e) = rest::delete_one(state, info, key, name_of_key(key), &opts).await
-        && e.code != 404
-    {
-        tracing::debug!(key, error = %e, "garbage collector could not delete");
+    match rest::delete_one(state, info, key, name_of_key(key), &opts).await {
+        Err(e) if e.code != 404 => {
+            tracing::debug!(key, error = %e, "garbage collector could not delete");
+            false
+        }
+        _ => true,
     }
 }
 

@@ -664,3 +664,60 @@ async fn deployment_scale_subresource() {
         "{missing:?}"
     );
 }
+
+/// The garbage collector deletes a namespace's contents a hundred at a time, reading its watch
+/// in between; a namespace holding several hundred objects still ends up empty and gone.
+#[tokio::test]
+async fn deleting_a_namespace_of_hundreds_of_objects_removes_them_all() {
+    let server = TestServer::start();
+    let client = client(&server).await;
+    let ns = namespace(&client, "rs-many").await;
+    let api = Api::<ConfigMap>::namespaced(client.clone(), &ns);
+    let created = futures::stream::iter(0..250)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                api.create(
+                    &PostParams::default(),
+                    &config_map(&format!("cm-{i:03}"), json!({})),
+                )
+                .await
+            }
+        })
+        .buffer_unordered(16)
+        .filter(|r| futures::future::ready(r.is_ok()))
+        .count()
+        .await;
+    assert_eq!(created, 250);
+    Api::<Namespace>::all(client.clone())
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
+    let namespaces = Api::<Namespace>::all(client.clone());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if namespaces
+            .get_opt(&ns)
+            .await
+            .expect("get namespace")
+            .is_none()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "namespace still there; {} configmaps left",
+            api.list(&ListParams::default())
+                .await
+                .map_or(0, |l| l.items.len())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        api.list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+}
