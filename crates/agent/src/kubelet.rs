@@ -684,11 +684,11 @@ impl<R: ContainerRuntime> Kubelet<R> {
         Ok(released)
     }
 
-    /// Frees addresses whose pod no longer exists (deleted with `--force`, or while the
-    /// kubelet was down), as Calico's IPAM garbage collection does.
-    /// Each node sweeps at its own phase of the period (from a hash of its name): a sweep
-    /// lists every block of the cluster, and a hundred nodes sweeping in the same instant
-    /// stalled the API server for seconds.
+    /// Frees addresses whose pod no longer exists but whose Delete event this process never
+    /// saw (removed while the agent was down, or during a watch gap), as Calico's IPAM garbage
+    /// collection does. Each node sweeps at its own phase of the period (from a hash of its
+    /// name): a sweep lists every block of the cluster, and a hundred nodes sweeping in the
+    /// same instant stalled the API server for seconds.
     async fn sweep_addresses(self: Arc<Self>) {
         let period = self.config.address_sweep_interval;
         let phase = {
