@@ -139,33 +139,28 @@ impl Nft {
     /// handles the batch inside `sendmsg`, so every error is queued by the time it returns;
     /// no message asks for an acknowledgement, so only errors come back.
     pub fn send_batch(&self, batch: &[u8]) -> Result<(), ProxyError> {
-        let mut socket = self
-            .socket
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let open = match socket.take() {
-            Some(open) => open,
-            None => match &self.netns_path {
-                None => open_netfilter_socket()?,
-                Some(path) => dataplane::netns::in_netns(path, open_netfilter_socket)
-                    .map_err(ProxyError::Netns)??,
-            },
-        };
-        let result = send_and_check(&open, batch);
         // A refused batch leaves the socket as good as new; anything else closes it.
-        if matches!(result, Ok(()) | Err(ProxyError::Kernel { .. })) {
-            *socket = Some(open);
-        }
-        result
+        self.with_socket(
+            |result| matches!(result, Ok(()) | Err(ProxyError::Kernel { .. })),
+            |socket| send_and_check(socket, batch),
+        )
     }
-}
 
-impl Nft {
     /// The handle of table `ip kube-proxy` (`None` if there is none), asked over netlink for
     /// that one table: `nft list tables` first dumps every rule into its cache, which takes
     /// seconds of kernel time at 10,000 Services, while this answers at once. A new handle
     /// means the table was replaced.
     pub fn table_handle(&self) -> Result<Option<u64>, ProxyError> {
+        self.with_socket(Result::is_ok, query_table_handle)
+    }
+
+    /// Runs `f` on the kept socket (opened in the namespace first if there is none), and keeps
+    /// the socket for next time if `keep` says its outcome left it usable.
+    fn with_socket<T>(
+        &self,
+        keep: impl FnOnce(&Result<T, ProxyError>) -> bool,
+        f: impl FnOnce(&OwnedFd) -> Result<T, ProxyError>,
+    ) -> Result<T, ProxyError> {
         let mut socket = self
             .socket
             .lock()
@@ -178,8 +173,8 @@ impl Nft {
                     .map_err(ProxyError::Netns)??,
             },
         };
-        let result = query_table_handle(&open);
-        if result.is_ok() {
+        let result = f(&open);
+        if keep(&result) {
             *socket = Some(open);
         }
         result
@@ -207,23 +202,7 @@ fn query_table_handle(socket: &OwnedFd) -> Result<Option<u64>, ProxyError> {
     message.extend_from_slice(&NFTA_TABLE_NAME.to_ne_bytes());
     message.extend_from_slice(name);
     message.resize(len, 0);
-    // SAFETY: zeroed sockaddr_nl addresses the kernel (port 0).
-    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    // SAFETY: the buffer and address are valid for the call.
-    let sent = unsafe {
-        libc::sendto(
-            socket.as_raw_fd(),
-            message.as_ptr().cast(),
-            message.len(),
-            0,
-            (&raw const kernel).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if sent < 0 {
-        return Err(last_os_error());
-    }
+    send_to_kernel(socket, &message)?;
     let mut buffer = vec![0u8; 8192];
     loop {
         // SAFETY: `buffer` is writable for its length.
@@ -281,6 +260,28 @@ fn query_table_handle(socket: &OwnedFd) -> Result<Option<u64>, ProxyError> {
             at += len.div_ceil(4) * 4;
         }
     }
+}
+
+/// One `sendto` of `bytes` to the kernel (netlink port 0).
+fn send_to_kernel(socket: &OwnedFd, bytes: &[u8]) -> Result<(), ProxyError> {
+    // SAFETY: zeroed sockaddr_nl addresses the kernel (port 0).
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: the buffer and address are valid for the call.
+    let sent = unsafe {
+        libc::sendto(
+            socket.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            0,
+            (&raw const kernel).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(last_os_error());
+    }
+    Ok(())
 }
 
 fn last_os_error() -> ProxyError {
@@ -342,23 +343,7 @@ fn send_and_check(socket: &OwnedFd, batch: &[u8]) -> Result<(), ProxyError> {
     // The kernel takes a netlink message only if it fits the send buffer (which it doubles).
     let wanted = i32::try_from(batch.len() / 2 + 65_536).unwrap_or(i32::MAX);
     set_int_option(socket, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, wanted)?;
-    // SAFETY: zeroed sockaddr_nl addresses the kernel (port 0).
-    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    // SAFETY: the buffer and address are valid for the call.
-    let sent = unsafe {
-        libc::sendto(
-            socket.as_raw_fd(),
-            batch.as_ptr().cast(),
-            batch.len(),
-            0,
-            (&raw const kernel).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if sent < 0 {
-        return Err(last_os_error());
-    }
+    send_to_kernel(socket, batch)?;
     let mut buffer = vec![0u8; 64 * 1024];
     let mut first_error: Option<ProxyError> = None;
     loop {
