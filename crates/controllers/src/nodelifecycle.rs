@@ -507,8 +507,9 @@ impl Controller {
                     }
                     for name in names {
                         if let Some(node) = self.nodes.get(&ObjectRef::new(&name)) {
-                            let health = self.health(&node, Timestamp::now(), watching_since);
-                            self.update_taints(&node, health, Timestamp::now()).await;
+                            let now = Timestamp::now();
+                            let health = self.health(&node, now, watching_since);
+                            self.update_taints(&node, health, now).await;
                         }
                     }
                 }

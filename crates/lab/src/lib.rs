@@ -475,8 +475,8 @@ async fn ready_nodes(client: &kube::Client) -> Result<Vec<String>, kube::Error> 
                 .and_then(|s| s.taints.as_ref())
                 .is_some_and(|ts| {
                     ts.iter().any(|t| {
-                        t.key == "node.kubernetes.io/not-ready"
-                            || t.key == "node.kubernetes.io/unreachable"
+                        t.key == controllers::nodelifecycle::TAINT_NOT_READY
+                            || t.key == controllers::nodelifecycle::TAINT_UNREACHABLE
                     })
                 })
         })

@@ -205,19 +205,7 @@ fn query_table_handle(socket: &OwnedFd) -> Result<Option<u64>, ProxyError> {
     send_to_kernel(socket, &message)?;
     let mut buffer = vec![0u8; 8192];
     loop {
-        // SAFETY: `buffer` is writable for its length.
-        let received = unsafe {
-            libc::recv(
-                socket.as_raw_fd(),
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                0,
-            )
-        };
-        if received < 0 {
-            return Err(last_os_error());
-        }
-        let received = received as usize;
+        let received = receive(socket, &mut buffer, 0).map_err(ProxyError::Socket)?;
         let mut at = 0usize;
         while at + 16 <= received {
             let word = |i: usize| {
@@ -260,6 +248,20 @@ fn query_table_handle(socket: &OwnedFd) -> Result<Option<u64>, ProxyError> {
             at += len.div_ceil(4) * 4;
         }
     }
+}
+
+/// One `recv` into `buffer`: how many bytes arrived.
+fn receive(socket: &OwnedFd, buffer: &mut [u8], flags: i32) -> std::io::Result<usize> {
+    // SAFETY: `buffer` is writable for its length.
+    let received = unsafe {
+        libc::recv(
+            socket.as_raw_fd(),
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+            flags,
+        )
+    };
+    usize::try_from(received).map_err(|_| std::io::Error::last_os_error())
 }
 
 /// One `sendto` of `bytes` to the kernel (netlink port 0).
@@ -347,25 +349,13 @@ fn send_and_check(socket: &OwnedFd, batch: &[u8]) -> Result<(), ProxyError> {
     let mut buffer = vec![0u8; 64 * 1024];
     let mut first_error: Option<ProxyError> = None;
     loop {
-        // SAFETY: `buffer` is writable for its length.
-        let received = unsafe {
-            libc::recv(
-                socket.as_raw_fd(),
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if received < 0 {
-            let error = std::io::Error::last_os_error();
-            if error.kind() == std::io::ErrorKind::WouldBlock {
-                break;
-            }
+        let received = match receive(socket, &mut buffer, libc::MSG_DONTWAIT) {
+            Ok(received) => received,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
             // ENOBUFS: errors were lost; the batch failed either way.
-            return Err(first_error.unwrap_or(ProxyError::Socket(error)));
-        }
+            Err(error) => return Err(first_error.unwrap_or(ProxyError::Socket(error))),
+        };
         let mut at = 0usize;
-        let received = received as usize;
         while at + 16 <= received {
             let header = &buffer[at..at + 16];
             let len = u32::from_ne_bytes([header[0], header[1], header[2], header[3]]) as usize;
