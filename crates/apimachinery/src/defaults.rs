@@ -217,6 +217,113 @@ fn carry_over_system_metadata(new: &mut Value, old: &Value) {
     }
 }
 
+/// Where the ServiceAccount admission plugin mounts a pod's API credentials.
+pub const SERVICE_ACCOUNT_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The prefix of the projected volume that holds them (`kube-api-access-7xk2p`).
+pub const SERVICE_ACCOUNT_VOLUME_PREFIX: &str = "kube-api-access-";
+
+/// The token lifetime the plugin writes, upstream's `WarnOnlyBoundTokenExpirationSeconds`.
+const SERVICE_ACCOUNT_TOKEN_EXPIRATION: i64 = 3607;
+
+/// The ServiceAccount admission plugin's token mount, applied to a Pod on create: unless the
+/// pod's `automountServiceAccountToken` (or else its account's, `account_automount`) is false,
+/// every container and init container without a mount at [`SERVICE_ACCOUNT_MOUNT_PATH`] gets
+/// a read-only mount of the projected `kube-api-access-…` volume (the token, `ca.crt` from
+/// ConfigMap `kube-root-ca.crt`, the namespace), which is added unless the pod already has
+/// one. `volume_name` is called only when a new volume is needed. Mirror pods are left alone.
+pub fn mount_service_account_token(
+    pod: &mut Value,
+    account_automount: Option<bool>,
+    volume_name: impl FnOnce() -> String,
+) {
+    if at(
+        pod,
+        &["metadata", "annotations", "kubernetes.io/config.mirror"],
+    )
+    .is_some()
+    {
+        return;
+    }
+    let Some(spec) = object_entry(pod, "spec") else {
+        return;
+    };
+    let automount = spec
+        .get("automountServiceAccountToken")
+        .and_then(Value::as_bool)
+        .or(account_automount)
+        .unwrap_or(true);
+    if !automount {
+        return;
+    }
+    let existing = spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.get("name").and_then(Value::as_str))
+        .find(|n| n.starts_with(SERVICE_ACCOUNT_VOLUME_PREFIX))
+        .map(str::to_string);
+    let name = existing.clone().unwrap_or_else(volume_name);
+    let mut mounted = false;
+    for list in ["initContainers", "containers"] {
+        let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for container in containers.iter_mut().filter_map(Value::as_object_mut) {
+            let mounts = container.entry("volumeMounts").or_insert_with(|| json!([]));
+            if mounts.is_null() {
+                *mounts = json!([]);
+            }
+            let Some(mounts) = mounts.as_array_mut() else {
+                continue;
+            };
+            let taken = mounts.iter().any(|m| {
+                m.get("mountPath").and_then(Value::as_str) == Some(SERVICE_ACCOUNT_MOUNT_PATH)
+            });
+            if !taken {
+                mounts.push(json!({
+                    "name": name,
+                    "readOnly": true,
+                    "mountPath": SERVICE_ACCOUNT_MOUNT_PATH,
+                }));
+                mounted = true;
+            }
+        }
+    }
+    if !mounted || existing.is_some() {
+        return;
+    }
+    let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
+    if !volumes.is_array() {
+        *volumes = json!([]);
+    }
+    if let Some(volumes) = volumes.as_array_mut() {
+        volumes.push(json!({
+            "name": name,
+            "projected": {
+                "defaultMode": 420,
+                "sources": [
+                    {"serviceAccountToken": {
+                        "expirationSeconds": SERVICE_ACCOUNT_TOKEN_EXPIRATION,
+                        "path": "token",
+                    }},
+                    {"configMap": {
+                        "name": "kube-root-ca.crt",
+                        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                    }},
+                    {"downwardAPI": {
+                        "items": [{
+                            "path": "namespace",
+                            "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                        }],
+                    }},
+                ],
+            },
+        }));
+    }
+}
+
 /// The mutations of the admission plugins a v1.33 kube-apiserver enables by default, applied to
 /// a Pod on create: ServiceAccount (`serviceAccountName` "default"), Priority (`priority`,
 /// `preemptionPolicy` from the PriorityClass; only the built-in classes exist here) and
@@ -1284,5 +1391,101 @@ mod tests {
                 assert_eq!(v, before);
             }
         }
+    }
+
+    fn two_container_pod() -> Value {
+        json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {
+                "initContainers": [{"name": "init", "image": "busybox"}],
+                "containers": [
+                    {"name": "nginx", "image": "nginx"},
+                    {"name": "side", "image": "busybox", "volumeMounts": [
+                        {"name": "mine", "mountPath": SERVICE_ACCOUNT_MOUNT_PATH}
+                    ]},
+                ],
+                "volumes": [{"name": "mine", "emptyDir": {}}],
+            },
+        })
+    }
+
+    #[test]
+    fn service_account_token_is_mounted_like_the_admission_plugin() {
+        let mut pod = two_container_pod();
+        mount_service_account_token(&mut pod, None, || "kube-api-access-abcde".into());
+        let mount = json!({"name": "kube-api-access-abcde", "readOnly": true,
+            "mountPath": SERVICE_ACCOUNT_MOUNT_PATH});
+        assert_eq!(
+            pod["spec"]["initContainers"][0]["volumeMounts"],
+            json!([mount])
+        );
+        assert_eq!(pod["spec"]["containers"][0]["volumeMounts"], json!([mount]));
+        // A container with its own mount at the path keeps it and gets nothing more.
+        assert_eq!(
+            pod["spec"]["containers"][1]["volumeMounts"],
+            json!([{"name": "mine", "mountPath": SERVICE_ACCOUNT_MOUNT_PATH}])
+        );
+        let volumes = pod["spec"]["volumes"].as_array().unwrap();
+        assert_eq!(volumes.len(), 2);
+        let projected = &volumes[1]["projected"];
+        assert_eq!(volumes[1]["name"], "kube-api-access-abcde");
+        assert_eq!(projected["defaultMode"], 420);
+        assert_eq!(
+            projected["sources"][0]["serviceAccountToken"],
+            json!({"expirationSeconds": 3607, "path": "token"})
+        );
+        assert_eq!(
+            projected["sources"][1]["configMap"]["name"],
+            "kube-root-ca.crt"
+        );
+        assert_eq!(
+            projected["sources"][2]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"],
+            "metadata.namespace"
+        );
+    }
+
+    #[test]
+    fn service_account_token_mount_respects_opt_outs_and_existing_volumes() {
+        let never = || -> String { panic!("no new volume expected") };
+        // The pod's own setting wins over its account's.
+        let mut pod = two_container_pod();
+        pod["spec"]["automountServiceAccountToken"] = json!(false);
+        let before = pod.clone();
+        mount_service_account_token(&mut pod, Some(true), never);
+        assert_eq!(pod, before);
+        let mut pod = two_container_pod();
+        mount_service_account_token(&mut pod, Some(false), never);
+        assert_eq!(pod, before_without_opt_out(&before));
+        let mut pod = two_container_pod();
+        pod["spec"]["automountServiceAccountToken"] = json!(true);
+        mount_service_account_token(&mut pod, Some(false), || "kube-api-access-zzzzz".into());
+        assert_eq!(pod["spec"]["volumes"].as_array().unwrap().len(), 2);
+        // A pod that already has the volume (an update re-admitted, a copied spec) reuses it.
+        let mut pod = two_container_pod();
+        pod["spec"]["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "kube-api-access-q2w4x", "projected": {"sources": []}}));
+        mount_service_account_token(&mut pod, None, never);
+        assert_eq!(
+            pod["spec"]["containers"][0]["volumeMounts"][0]["name"],
+            "kube-api-access-q2w4x"
+        );
+        assert_eq!(pod["spec"]["volumes"].as_array().unwrap().len(), 2);
+        // Mirror pods are the kubelet's own; the plugin skips them.
+        let mut pod = two_container_pod();
+        pod["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "x"});
+        let before = pod.clone();
+        mount_service_account_token(&mut pod, None, never);
+        assert_eq!(pod, before);
+    }
+
+    fn before_without_opt_out(before: &Value) -> Value {
+        let mut v = before.clone();
+        v["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("automountServiceAccountToken");
+        v
     }
 }

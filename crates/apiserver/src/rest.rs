@@ -609,6 +609,15 @@ pub async fn create_object(
     policy::apply_defaults(info, &mut obj);
     prepare_for_create(info, &mut obj);
     policy::admit_create(info, &mut obj)?;
+    if info.group.is_empty() && info.kind == "Pod" {
+        let account_automount = service_account_automount(state, &obj);
+        apimachinery::defaults::mount_service_account_token(&mut obj, account_automount, || {
+            apimachinery::names::generate_name(
+                apimachinery::defaults::SERVICE_ACCOUNT_VOLUME_PREFIX,
+                |n| rand::random_range(0..n),
+            )
+        });
+    }
     let errors = policy::validate_create(info, &obj);
     if !errors.is_empty() {
         return Err(ApiError::invalid(info.group, info.kind, &name, &errors));
@@ -637,6 +646,22 @@ pub async fn create_object(
             Err(store_error(info, &name, err))
         }
     }
+}
+
+/// The pod's ServiceAccount's `automountServiceAccountToken`, if the account exists and sets
+/// it. A missing account mounts the token (upstream refuses the pod instead; the namespace
+/// hook creates `default` with every namespace, so only a named, absent account differs).
+fn service_account_automount(state: &State, pod: &Value) -> Option<bool> {
+    let account = pod
+        .pointer("/spec/serviceAccountName")
+        .and_then(Value::as_str)?;
+    let info = crate::registry::find("", "v1", "serviceaccounts")?;
+    let stored = state
+        .store
+        .get(&key(info, object::namespace(pod), account))?;
+    object::parse(&stored.value)
+        .get("automountServiceAccountToken")
+        .and_then(Value::as_bool)
 }
 
 /// Server-set fields on create: identity and timestamps here, then the resource's own

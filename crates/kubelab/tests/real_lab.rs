@@ -85,6 +85,22 @@ fn course_routing_section_command_for_command() {
         describe.contains(&format!("IP:               {ip}")),
         "{describe}"
     );
+    // The ServiceAccount admission plugin's token volume, mounted where the course shows it
+    // and filled by the kubelet.
+    assert!(
+        describe.contains("/var/run/secrets/kubernetes.io/serviceaccount from kube-api-access-")
+            && describe
+                .contains("Projected (a volume that contains injected data from multiple sources)"),
+        "{describe}"
+    );
+    let namespace_file = lab.kubectl_ok(&[
+        "exec",
+        &pod,
+        "--",
+        "cat",
+        "/var/run/secrets/kubernetes.io/serviceaccount/namespace",
+    ]);
+    assert_eq!(namespace_file, "default");
 
     // 4. kube-0's table: each remote pod block via its node through tunl0, as Calico's Felix
     //    programs it in IPIP mode.
@@ -134,7 +150,8 @@ fn course_routing_section_command_for_command() {
         }
     }
 
-    // 7. kubectl logs shows those requests with curl's user agent.
+    // 7. kubectl logs shows those requests with curl's user agent, and nothing else: the
+    // course's nginx:1.7.9 prints no start-up lines.
     for (pod, _, _) in &pods {
         let logs = lab.kubectl_ok(&["logs", pod]);
         let lines = logs
@@ -142,6 +159,7 @@ fn course_routing_section_command_for_command() {
             .filter(|l| l.contains("\"GET / HTTP/1.1\" 200 ") && l.contains("\"curl/"))
             .count();
         assert_eq!(lines, curls[pod], "{pod} logs:\n{logs}");
+        assert_eq!(logs.lines().count(), curls[pod], "{pod} logs:\n{logs}");
     }
     let (pod0, _, _) = &pods[0];
     let tail = lab.kubectl_ok(&["logs", "--tail", "1", pod0]);

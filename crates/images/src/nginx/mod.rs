@@ -104,6 +104,37 @@ impl NginxSite {
         &self.version
     }
 
+    fn version_triple(&self) -> (u32, u32, u32) {
+        parse_version(&self.version).unwrap_or((1, 27, 3))
+    }
+
+    /// Whether the image starts through `/docker-entrypoint.sh`: the official image gained it
+    /// in May 2020, when 1.17.10 was its newest build. Older images (the course's 1.7.9) run
+    /// `CMD ["nginx", "-g", "daemon off;"]` with no entrypoint and print nothing at start.
+    pub fn has_entrypoint(&self) -> bool {
+        self.version_triple() >= (1, 17, 10)
+    }
+
+    /// Whether nginx's `[notice]` lines (start-up, signals) reach the log: the packaged
+    /// nginx.conf logs at `warn` up to 1.19 and at `notice` from 1.20.0 (pkg-oss, April 2021).
+    pub fn logs_notices(&self) -> bool {
+        self.version_triple() >= (1, 20, 0)
+    }
+
+    /// The scripts the image's entrypoint runs, in order, by the version that added them.
+    fn entrypoint_scripts(&self) -> Vec<&'static str> {
+        let v = self.version_triple();
+        let mut scripts = vec!["10-listen-on-ipv6-by-default.sh"];
+        if v >= (1, 25, 0) {
+            scripts.push("15-local-resolvers.envsh");
+        }
+        scripts.push("20-envsubst-on-templates.sh");
+        if v >= (1, 19, 6) {
+            scripts.push("30-tune-worker-processes.sh");
+        }
+        scripts
+    }
+
     /// The body of `GET /`.
     pub fn welcome_page(&self) -> &'static [u8] {
         self.welcome_page
@@ -692,9 +723,14 @@ fn error_log_time() -> String {
 }
 
 /// The container's argv after Kubernetes' command/args rules over the image's
-/// `ENTRYPOINT ["/docker-entrypoint.sh"]` and `CMD ["nginx", "-g", "daemon off;"]`.
-fn effective_argv(command: &[String], args: &[String]) -> Vec<String> {
-    let image_entrypoint = vec!["/docker-entrypoint.sh".to_string()];
+/// `ENTRYPOINT ["/docker-entrypoint.sh"]` (none before 1.17.10) and
+/// `CMD ["nginx", "-g", "daemon off;"]`.
+fn effective_argv(site: &NginxSite, command: &[String], args: &[String]) -> Vec<String> {
+    let image_entrypoint = if site.has_entrypoint() {
+        vec!["/docker-entrypoint.sh".to_string()]
+    } else {
+        Vec::new()
+    };
     let image_cmd: Vec<String> = ["nginx", "-g", "daemon off;"].map(str::to_string).to_vec();
     match (command.is_empty(), args.is_empty()) {
         (true, true) => [image_entrypoint, image_cmd].concat(),
@@ -707,15 +743,17 @@ fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// The image's entry point: the docker-entrypoint.sh lines, nginx's start-up notices, then
-/// the server on 0.0.0.0:80 until SIGTERM, SIGINT or SIGQUIT (exit code 0).
+/// The image's entry point: the docker-entrypoint.sh lines and nginx's start-up notices, as
+/// far as the image's version prints them, then the server on 0.0.0.0:80 until SIGTERM,
+/// SIGINT or SIGQUIT (exit code 0).
 pub fn run(
     reference: &str,
     command: &[String],
     args: &[String],
     env: &[(String, String)],
 ) -> ExitCode {
-    let argv = effective_argv(command, args);
+    let site = NginxSite::for_reference(reference);
+    let argv = effective_argv(&site, command, args);
     let through_entrypoint = argv.first().map(|a| basename(a)) == Some("docker-entrypoint.sh");
     let program = if through_entrypoint {
         argv.get(1)
@@ -739,7 +777,7 @@ pub fn run(
         .iter()
         .any(|(k, v)| k == "NGINX_ENTRYPOINT_QUIET_LOGS" && !v.is_empty());
     if through_entrypoint && !quiet {
-        print_entrypoint_lines();
+        print_entrypoint_lines(&site);
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -751,24 +789,40 @@ pub fn run(
             return ExitCode::from(1);
         }
     };
-    let site = NginxSite::for_reference(reference);
     runtime.block_on(run_server(site))
 }
 
-fn print_entrypoint_lines() {
+/// The lines of the current entrypoint (older images worded a few of them differently).
+fn entrypoint_lines(site: &NginxSite) -> Vec<String> {
     let me = "/docker-entrypoint.sh";
     let ipv6 = "10-listen-on-ipv6-by-default.sh";
-    let lines = [
+    let mut lines = vec![
         format!("{me}: /docker-entrypoint.d/ is not empty, will attempt to perform configuration"),
         format!("{me}: Looking for shell scripts in /docker-entrypoint.d/"),
-        format!("{me}: Launching /docker-entrypoint.d/{ipv6}"),
-        format!("{ipv6}: info: Getting the checksum of /etc/nginx/conf.d/default.conf"),
-        format!("{ipv6}: info: Enabled listen on IPv6 in /etc/nginx/conf.d/default.conf"),
-        format!("{me}: Sourcing /docker-entrypoint.d/15-local-resolvers.envsh"),
-        format!("{me}: Launching /docker-entrypoint.d/20-envsubst-on-templates.sh"),
-        format!("{me}: Launching /docker-entrypoint.d/30-tune-worker-processes.sh"),
-        format!("{me}: Configuration complete; ready for start up"),
     ];
+    for script in site.entrypoint_scripts() {
+        // `.envsh` files are sourced, `.sh` files run.
+        let verb = if script.ends_with(".envsh") {
+            "Sourcing"
+        } else {
+            "Launching"
+        };
+        lines.push(format!("{me}: {verb} /docker-entrypoint.d/{script}"));
+        if script == ipv6 {
+            lines.push(format!(
+                "{ipv6}: info: Getting the checksum of /etc/nginx/conf.d/default.conf"
+            ));
+            lines.push(format!(
+                "{ipv6}: info: Enabled listen on IPv6 in /etc/nginx/conf.d/default.conf"
+            ));
+        }
+    }
+    lines.push(format!("{me}: Configuration complete; ready for start up"));
+    lines
+}
+
+fn print_entrypoint_lines(site: &NginxSite) {
+    let lines = entrypoint_lines(site);
     let mut out = io::stdout().lock();
     for l in lines {
         let _ = writeln!(out, "{l}");
@@ -779,7 +833,12 @@ fn print_entrypoint_lines() {
 async fn run_server(site: NginxSite) -> ExitCode {
     use tokio::signal::unix::{SignalKind, signal};
     let pid = std::process::id();
-    let notice = |msg: &str| eprintln!("{} [notice] {pid}#{pid}: {msg}", error_log_time());
+    let logs_notices = site.logs_notices();
+    let notice = |msg: &str| {
+        if logs_notices {
+            eprintln!("{} [notice] {pid}#{pid}: {msg}", error_log_time());
+        }
+    };
     let listener = match StdTcpListener::bind(("0.0.0.0", 80)) {
         Ok(l) => l,
         Err(e) => {
@@ -968,18 +1027,55 @@ mod tests {
     #[test]
     fn argv_follows_kubernetes_rules() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let modern = NginxSite::for_reference("nginx");
         assert_eq!(
-            effective_argv(&[], &[]),
+            effective_argv(&modern, &[], &[]),
             s(&["/docker-entrypoint.sh", "nginx", "-g", "daemon off;"])
         );
         assert_eq!(
-            effective_argv(&[], &s(&["nginx-debug"])),
+            effective_argv(&modern, &[], &s(&["nginx-debug"])),
             s(&["/docker-entrypoint.sh", "nginx-debug"])
         );
         assert_eq!(
-            effective_argv(&s(&["nginx"]), &s(&["-g", "daemon off;"])),
+            effective_argv(&modern, &s(&["nginx"]), &s(&["-g", "daemon off;"])),
             s(&["nginx", "-g", "daemon off;"])
         );
+        // Before the entrypoint existed, args replace CMD and run as they are.
+        let old = NginxSite::for_reference("nginx:1.7.9");
+        assert_eq!(
+            effective_argv(&old, &[], &[]),
+            s(&["nginx", "-g", "daemon off;"])
+        );
+        assert_eq!(
+            effective_argv(&old, &[], &s(&["nginx-debug"])),
+            s(&["nginx-debug"])
+        );
+    }
+
+    #[test]
+    fn start_up_output_follows_the_image_version() {
+        let site = |r: &str| NginxSite::for_reference(r);
+        // The course's 1.7.9: no entrypoint, error log at `warn`.
+        assert!(!site("nginx:1.7.9").has_entrypoint());
+        assert!(!site("nginx:1.7.9").logs_notices());
+        assert!(site("nginx:1.19.0").has_entrypoint());
+        assert!(!site("nginx:1.19.10").logs_notices());
+        assert!(site("nginx:1.20.0").logs_notices());
+        let launched = |r: &str| {
+            entrypoint_lines(&site(r))
+                .into_iter()
+                .filter(|l| l.contains("Launching /") || l.contains("Sourcing /"))
+                .count()
+        };
+        assert_eq!(launched("nginx:1.19.0"), 2);
+        assert_eq!(launched("nginx:1.21.6"), 3);
+        let current = entrypoint_lines(&site("nginx"));
+        assert_eq!(current.len(), 9);
+        assert_eq!(
+            current[5],
+            "/docker-entrypoint.sh: Sourcing /docker-entrypoint.d/15-local-resolvers.envsh"
+        );
+        assert!(current[8].ends_with("Configuration complete; ready for start up"));
     }
 
     #[test]
