@@ -354,7 +354,26 @@ fn http_cases() -> Vec<HttpCase> {
         b.resize(MAX_BODY, b' ');
         b
     };
+    let no_account = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "no-account"},
+        "spec": {"serviceAccountName": "missing", "containers": [{"name": "c", "image": "nginx"}]},
+    });
     vec![
+        case(
+            "pod naming a ServiceAccount that does not exist (ServiceAccount admission)",
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            Some(no_account),
+        )
+        .expect(
+            403,
+            "Forbidden",
+            Msg::Exact(
+                "pods \"no-account\" is forbidden: error looking up service account default/missing: serviceaccount \"missing\" not found",
+            ),
+        ),
         case("GET of a missing object", "GET", format!("{CM}/nope"), None)
             .expect(404, "NotFound", Msg::Exact("configmaps \"nope\" not found"))
             .details("configmaps", "nope"),
