@@ -60,6 +60,8 @@ const MSIE_PADDING: &str = concat!(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NginxSite {
     version: String,
+    /// `version` as numbers, for the start-up behaviour that changed between releases.
+    release: (u32, u32, u32),
     welcome_page: &'static [u8],
     /// The page file's modification time in the image, for `Last-Modified` and `ETag`.
     last_modified: Timestamp,
@@ -95,6 +97,7 @@ impl NginxSite {
             .unwrap_or(releases::RELEASES[0].1);
         NginxSite {
             version: version.to_string(),
+            release: v,
             welcome_page,
             last_modified: Timestamp::from_second(released).unwrap_or(Timestamp::UNIX_EPOCH),
         }
@@ -104,26 +107,22 @@ impl NginxSite {
         &self.version
     }
 
-    fn version_triple(&self) -> (u32, u32, u32) {
-        parse_version(&self.version).unwrap_or((1, 27, 3))
-    }
-
     /// Whether the image starts through `/docker-entrypoint.sh`: the official image gained it
     /// in May 2020, when 1.17.10 was its newest build. Older images (the course's 1.7.9) run
     /// `CMD ["nginx", "-g", "daemon off;"]` with no entrypoint and print nothing at start.
     pub fn has_entrypoint(&self) -> bool {
-        self.version_triple() >= (1, 17, 10)
+        self.release >= (1, 17, 10)
     }
 
     /// Whether nginx's `[notice]` lines (start-up, signals) reach the log: the packaged
     /// nginx.conf logs at `warn` up to 1.19 and at `notice` from 1.20.0 (pkg-oss, April 2021).
     pub fn logs_notices(&self) -> bool {
-        self.version_triple() >= (1, 20, 0)
+        self.release >= (1, 20, 0)
     }
 
     /// The scripts the image's entrypoint runs, in order, by the version that added them.
     fn entrypoint_scripts(&self) -> Vec<&'static str> {
-        let v = self.version_triple();
+        let v = self.release;
         let mut scripts = vec!["10-listen-on-ipv6-by-default.sh"];
         if v >= (1, 25, 0) {
             scripts.push("15-local-resolvers.envsh");
