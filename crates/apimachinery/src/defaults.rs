@@ -226,6 +226,49 @@ pub const SERVICE_ACCOUNT_VOLUME_PREFIX: &str = "kube-api-access-";
 /// The token lifetime the plugin writes, upstream's `WarnOnlyBoundTokenExpirationSeconds`.
 const SERVICE_ACCOUNT_TOKEN_EXPIRATION: i64 = 3607;
 
+/// A pod the kubelet mirrors from a static manifest; admission plugins leave its spec alone.
+fn is_mirror_pod(pod: &Value) -> bool {
+    at(
+        pod,
+        &["metadata", "annotations", "kubernetes.io/config.mirror"],
+    )
+    .is_some()
+}
+
+/// The ServiceAccount admission plugin on a Pod's create, after [`pod_admission_defaults`] named
+/// the account: `account(namespace, name)` is the store's answer, `None` when the account does
+/// not exist (the pod is refused with upstream's 403) or else its
+/// `automountServiceAccountToken`; then [`mount_service_account_token`]. Mirror pods are not
+/// checked.
+pub fn admit_service_account(
+    pod: &mut Value,
+    account: impl FnOnce(&str, &str) -> Option<Option<bool>>,
+    volume_name: impl FnOnce() -> String,
+) -> Result<(), ApiError> {
+    if is_mirror_pod(pod) {
+        return Ok(());
+    }
+    let text = |path: &[&str]| {
+        at(pod, path)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let name = text(&["spec", "serviceAccountName"]);
+    if name.is_empty() {
+        return Ok(());
+    }
+    let namespace = text(&["metadata", "namespace"]);
+    let Some(account_automount) = account(&namespace, &name) else {
+        return Err(ApiError::forbidden(format!(
+            "pods \"{}\" is forbidden: error looking up service account {namespace}/{name}: serviceaccount \"{name}\" not found",
+            text(&["metadata", "name"])
+        )));
+    };
+    mount_service_account_token(pod, account_automount, volume_name);
+    Ok(())
+}
+
 /// The ServiceAccount admission plugin's token mount, applied to a Pod on create: unless the
 /// pod's `automountServiceAccountToken` (or else its account's, `account_automount`) is false,
 /// every container and init container without a mount at [`SERVICE_ACCOUNT_MOUNT_PATH`] gets
@@ -237,12 +280,7 @@ pub fn mount_service_account_token(
     account_automount: Option<bool>,
     volume_name: impl FnOnce() -> String,
 ) {
-    if at(
-        pod,
-        &["metadata", "annotations", "kubernetes.io/config.mirror"],
-    )
-    .is_some()
-    {
+    if is_mirror_pod(pod) {
         return;
     }
     let Some(spec) = object_entry(pod, "spec") else {
@@ -334,11 +372,7 @@ pub fn pod_admission_defaults(pod: &mut Value) -> Result<(), ApiError> {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let is_mirror = at(
-        pod,
-        &["metadata", "annotations", "kubernetes.io/config.mirror"],
-    )
-    .is_some();
+    let is_mirror = is_mirror_pod(pod);
     let Some(spec) = object_entry(pod, "spec") else {
         return Ok(());
     };
@@ -1478,6 +1512,39 @@ mod tests {
         let before = pod.clone();
         mount_service_account_token(&mut pod, None, never);
         assert_eq!(pod, before);
+    }
+
+    #[test]
+    fn service_account_admission_asks_for_the_pods_account_and_refuses_a_missing_one() {
+        let mut pod = two_container_pod();
+        pod["spec"]["serviceAccountName"] = json!("builder");
+        let mut asked = None;
+        admit_service_account(
+            &mut pod,
+            |ns, name| {
+                asked = Some(format!("{ns}/{name}"));
+                Some(Some(false))
+            },
+            || panic!("the account opts out"),
+        )
+        .unwrap();
+        assert_eq!(asked.as_deref(), Some("default/builder"));
+        assert!(pod["spec"]["containers"][0].get("volumeMounts").is_none());
+
+        let err = admit_service_account(&mut pod, |_, _| None, String::new).unwrap_err();
+        assert_eq!(err.code, 403);
+        assert_eq!(
+            err.message,
+            "pods \"web\" is forbidden: error looking up service account default/builder: serviceaccount \"builder\" not found"
+        );
+
+        pod["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "x"});
+        admit_service_account(
+            &mut pod,
+            |_, _| panic!("mirror pods are not checked"),
+            String::new,
+        )
+        .unwrap();
     }
 
     fn before_without_opt_out(before: &Value) -> Value {

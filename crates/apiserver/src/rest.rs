@@ -610,13 +610,16 @@ pub async fn create_object(
     prepare_for_create(info, &mut obj);
     policy::admit_create(info, &mut obj)?;
     if info.group.is_empty() && info.kind == "Pod" {
-        let account_automount = service_account_automount(state, &obj)?;
-        apimachinery::defaults::mount_service_account_token(&mut obj, account_automount, || {
-            apimachinery::names::generate_name(
-                apimachinery::defaults::SERVICE_ACCOUNT_VOLUME_PREFIX,
-                |n| rand::random_range(0..n),
-            )
-        });
+        apimachinery::defaults::admit_service_account(
+            &mut obj,
+            |namespace, name| service_account_automount(state, namespace, name),
+            || {
+                apimachinery::names::generate_name(
+                    apimachinery::defaults::SERVICE_ACCOUNT_VOLUME_PREFIX,
+                    |n| rand::random_range(0..n),
+                )
+            },
+        )?;
     }
     let errors = policy::validate_create(info, &obj);
     if !errors.is_empty() {
@@ -648,35 +651,16 @@ pub async fn create_object(
     }
 }
 
-/// The pod's ServiceAccount's `automountServiceAccountToken`, as the ServiceAccount admission
-/// plugin reads it; the pod is refused (403) when its account does not exist. Mirror pods are
-/// not checked.
-fn service_account_automount(state: &State, pod: &Value) -> Result<Option<bool>, ApiError> {
-    if pod
-        .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
-        .is_some()
-    {
-        return Ok(None);
-    }
-    let Some(account) = pod
-        .pointer("/spec/serviceAccountName")
-        .and_then(Value::as_str)
-    else {
-        return Ok(None);
-    };
-    let Some(info) = crate::registry::find("", "v1", "serviceaccounts") else {
-        return Ok(None);
-    };
-    let namespace = object::namespace(pod).unwrap_or_default();
-    let Some(stored) = state.store.get(&key(info, Some(namespace), account)) else {
-        return Err(ApiError::forbidden(format!(
-            "pods \"{}\" is forbidden: error looking up service account {namespace}/{account}: serviceaccount \"{account}\" not found",
-            object::name(pod)
-        )));
-    };
-    Ok(object::parse(&stored.value)
-        .get("automountServiceAccountToken")
-        .and_then(Value::as_bool))
+/// The stored ServiceAccount's `automountServiceAccountToken`; `None` when the account does
+/// not exist.
+fn service_account_automount(state: &State, namespace: &str, name: &str) -> Option<Option<bool>> {
+    let info = crate::registry::find("", "v1", "serviceaccounts")?;
+    let stored = state.store.get(&key(info, Some(namespace), name))?;
+    Some(
+        object::parse(&stored.value)
+            .get("automountServiceAccountToken")
+            .and_then(Value::as_bool),
+    )
 }
 
 /// Server-set fields on create: identity and timestamps here, then the resource's own

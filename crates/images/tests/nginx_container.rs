@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 const CHILD_ENV: &str = "IMAGES_TEST_CONTAINER_LOG";
 const IMAGE_ENV: &str = "IMAGES_TEST_CONTAINER_IMAGE";
 
-/// The "container" half; does nothing unless started by `nginx_runs_as_a_container`.
+/// The "container" half; does nothing unless started by `run_and_stop`.
 #[test]
 fn container_child() {
     let Ok(path) = std::env::var(CHILD_ENV) else {
